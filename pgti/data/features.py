@@ -1,0 +1,145 @@
+"""From raw rows to model features: normalisation statistics and the (T, N, F) transform.
+
+Every storage (base, index, GPU-index, lazy-index) builds its rows with
+:meth:`FeatureBuilder.build`, an elementwise float32 computation, so all storages hold
+bitwise-identical values whatever the chunking.
+
+Statistics come from the training windows only, for the target channel: they equal the mean
+and (population) standard deviation of the materialised training inputs, which count each row
+once per training input window that contains it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pgti.data.windows import train_row_weights
+from pgti.datasets.formats import RawDataset, RowReader
+from pgti.errors import InputError
+
+DAY_NS = 86_400 * 10**9
+CHUNK_BYTES = 64 << 20
+
+
+def chunk_rows(num_nodes: int, itemsize: int = 8) -> int:
+    return max(1, CHUNK_BYTES // max(1, num_nodes * itemsize))
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """``(x - mean) / std`` in float32; ``mean``/``std`` are scalars or per-node (N,)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    identity: bool = False
+
+    def apply(self, raw: np.ndarray) -> np.ndarray:
+        x = raw.astype(np.float32)
+        if self.identity:
+            return x
+        return (x - self.mean) / self.std
+
+    def normalised_value(self, raw_value: float) -> np.ndarray:
+        """What a raw value becomes, bit for bit as in :meth:`apply` (shape () or (N,))."""
+        return self.apply(np.asarray([[raw_value]], dtype=np.float64))[0]
+
+
+def compute_normaliser(rows: RowReader, n_train: int, lags: int, how: str) -> Normaliser:
+    """Statistics of the training inputs, in float64, two chunked passes.
+
+    The first pass also checks the whole series for NaN/inf, so bad values are reported before
+    any training starts.
+    """
+    n_rows_train = n_train + lags - 1  # rows touched by training input windows
+    per_node = how == "per-node"
+    step = chunk_rows(rows.num_nodes)
+    total_w = 0.0
+    sums = np.zeros(rows.num_nodes if per_node else 1)
+    for t0 in range(0, rows.num_timesteps, step):
+        t1 = min(t0 + step, rows.num_timesteps)
+        block = rows.read(t0, t1)
+        bad = ~np.isfinite(block)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise InputError(
+                f"{rows.source} contains {int(bad.sum())} NaN/inf values in rows {t0}..{t1 - 1} "
+                f"(first at time step {t0 + r}, sensor column {c})"
+            )
+        if how == "none" or t0 >= n_rows_train:
+            continue
+        w = train_row_weights(t0, t1, n_train, lags)
+        total_w += w.sum()
+        sums += (w @ block) if per_node else np.array([w @ block.sum(axis=1)])
+    if how == "none":
+        return Normaliser(np.float32(0.0), np.float32(1.0), identity=True)
+    count = total_w * (1 if per_node else rows.num_nodes)
+    mean = sums / count
+    sq = np.zeros_like(sums)
+    for t0 in range(0, n_rows_train, step):
+        t1 = min(t0 + step, n_rows_train)
+        w = train_row_weights(t0, t1, n_train, lags)
+        dev2 = (rows.read(t0, t1) - (mean if per_node else mean[0])) ** 2
+        sq += (w @ dev2) if per_node else np.array([w @ dev2.sum(axis=1)])
+    std = np.sqrt(sq / count)
+    if np.any(std == 0):
+        # A constant sensor (or series) carries no scale: leave it centred, unscaled.
+        std = np.where(std == 0, 1.0, std)
+    if not per_node:
+        mean, std = mean[0], std[0]
+    return Normaliser(np.asarray(mean, np.float32), np.asarray(std, np.float32))
+
+
+@dataclass(frozen=True)
+class FeatureBuilder:
+    """Channel 0 is the normalised target; then time of day and day of week, if present."""
+
+    normaliser: Normaliser
+    time_of_day: np.ndarray | None = None  # (T,) float32 in [0, 1)
+    day_of_week: np.ndarray | None = None  # (T,) float32, Monday = 0/7 .. Sunday = 6/7
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        names = ["value"]
+        if self.time_of_day is not None:
+            names.append("time_of_day")
+        if self.day_of_week is not None:
+            names.append("day_of_week")
+        return tuple(names)
+
+    @property
+    def num_features(self) -> int:
+        return len(self.feature_names)
+
+    def build(self, raw: np.ndarray, t0: int) -> np.ndarray:
+        """(r, N) raw rows starting at time step ``t0`` -> (r, N, F) float32 features."""
+        r, n = raw.shape
+        out = np.empty((r, n, self.num_features), dtype=np.float32)
+        out[..., 0] = self.normaliser.apply(raw)
+        channel = 1
+        for extra in (self.time_of_day, self.day_of_week):
+            if extra is not None:
+                out[..., channel] = extra[t0 : t0 + r, None]
+                channel += 1
+        return out
+
+
+def calendar_features(timestamps_ns: np.ndarray, day_of_week: bool):
+    """Time of day as a fraction of the day, and optionally day of week / 7 (Monday = 0)."""
+    tod = ((timestamps_ns % DAY_NS) / DAY_NS).astype(np.float32)
+    dow = None
+    if day_of_week:
+        # 1970-01-01 was a Thursday (Monday = 0 makes it 3).
+        dow = (((timestamps_ns // DAY_NS) + 3) % 7 / 7.0).astype(np.float32)
+    return tod, dow
+
+
+def feature_builder(raw: RawDataset, n_train: int, lags: int, day_of_week: bool = False) -> FeatureBuilder:
+    normaliser = compute_normaliser(raw.rows, n_train, lags, raw.spec.normalisation)
+    if raw.timestamps_ns is None:
+        if day_of_week:
+            raise InputError(f"--day-of-week needs timestamps; {raw.spec.name} has none")
+        return FeatureBuilder(normaliser)
+    tod, dow = calendar_features(raw.timestamps_ns, day_of_week)
+    return FeatureBuilder(normaliser, tod, dow)

@@ -1,0 +1,108 @@
+"""One batching interface, four storages.
+
+``storage.gather(starts)`` returns the batch ``(X, Y)``, each (B, L, N, F) float32, for the
+windows starting at ``starts``: X = rows [s, s + L), Y = rows [s + L, s + 2L).
+
+- :class:`BaseStorage` materialises every (input, target) window pair up front, as the standard
+  PyTorch Geometric Temporal workflow does (about 2L times the series). The memory baseline.
+- :class:`IndexStorage` keeps one float32 copy of the series and gathers a batch with one
+  vectorised ``index_select`` per X and Y. With ``device="cuda"`` the series is copied to the
+  GPU once (chunk by chunk, never whole on the host) and batches are built there: this is
+  GPU-index-batching, with no per-batch host-to-device copy.
+- :class:`LazyIndexStorage` leaves the series on disk and reads, per batch, only the rows the
+  batch's windows cover.
+
+All three build rows with the same :class:`~pgti.data.features.FeatureBuilder`, so for the same
+starts they return bitwise-identical batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pgti.data.features import FeatureBuilder, chunk_rows
+from pgti.datasets.formats import RowReader
+
+MODES = ("base", "index", "lazy-index")
+
+
+class IndexStorage:
+    def __init__(self, rows: RowReader, features: FeatureBuilder, lags: int, device="cpu"):
+        self.lags = lags
+        self.device = torch.device(device)
+        t, n, f = rows.num_timesteps, rows.num_nodes, features.num_features
+        self.series = torch.empty((t, n, f), dtype=torch.float32, device=self.device)
+        step = chunk_rows(n)
+        for t0 in range(0, t, step):
+            t1 = min(t0 + step, t)
+            chunk = torch.from_numpy(features.build(rows.read(t0, t1), t0))
+            self.series[t0:t1].copy_(chunk)
+        self._offsets = torch.arange(lags, device=self.device)
+
+    @property
+    def nbytes(self) -> int:
+        return self.series.numel() * self.series.element_size()
+
+    def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.as_tensor(starts, device=self.device)
+        b, lags = starts.shape[0], self.lags
+        rows = (starts[:, None] + self._offsets).reshape(-1)
+        shape = (b, lags) + tuple(self.series.shape[1:])
+        x = self.series.index_select(0, rows).view(shape)
+        y = self.series.index_select(0, rows + lags).view(shape)
+        return x, y
+
+
+class BaseStorage:
+    """Every window materialised: X_all[s] = series[s:s+L], Y_all[s] = series[s+L:s+2L]."""
+
+    def __init__(self, rows: RowReader, features: FeatureBuilder, lags: int, num_windows: int):
+        self.lags = lags
+        self.device = torch.device("cpu")
+        series = IndexStorage(rows, features, lags).series.numpy()
+        view = np.lib.stride_tricks.sliding_window_view(series, lags, axis=0)  # (T-L+1, N, F, L)
+        view = view.transpose(0, 3, 1, 2)  # (T-L+1, L, N, F)
+        self.x = torch.from_numpy(np.ascontiguousarray(view[:num_windows]))
+        self.y = torch.from_numpy(np.ascontiguousarray(view[lags : lags + num_windows]))
+        del series, view  # the materialised windows are all that base keeps
+
+    @property
+    def nbytes(self) -> int:
+        return 2 * self.x.numel() * self.x.element_size()
+
+    def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = torch.as_tensor(starts, device=self.device)
+        return self.x.index_select(0, starts), self.y.index_select(0, starts)
+
+
+class LazyIndexStorage:
+    """Reads, for each batch, the merged row ranges its windows cover, straight from disk."""
+
+    def __init__(self, rows: RowReader, features: FeatureBuilder, lags: int):
+        self.rows = rows
+        self.features = features
+        self.lags = lags
+        self.device = torch.device("cpu")
+
+    @property
+    def nbytes(self) -> int:
+        return 0
+
+    def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = np.asarray(torch.as_tensor(starts).cpu(), dtype=np.int64)
+        span = 2 * self.lags
+        # Merge overlapping [s, s + 2L) ranges into runs; read each run once.
+        order = np.unique(starts)
+        breaks = np.flatnonzero(np.diff(order) > span) + 1
+        run_starts = order[np.r_[0, breaks]]
+        run_ends = order[np.r_[breaks - 1, len(order) - 1]] + span
+        buffers = [self.features.build(self.rows.read(a, b), a) for a, b in zip(run_starts, run_ends)]
+        block = np.concatenate(buffers) if len(buffers) > 1 else buffers[0]
+        # Position of each row in the concatenated block.
+        run_offset = np.r_[0, np.cumsum(run_ends - run_starts)[:-1]]
+        run_of = np.searchsorted(run_starts, starts, side="right") - 1
+        base = run_offset[run_of] + (starts - run_starts[run_of])
+        idx = base[:, None] + np.arange(span)
+        windows = torch.from_numpy(block[idx])  # (B, 2L, N, F)
+        return windows[:, : self.lags].contiguous(), windows[:, self.lags :].contiguous()

@@ -1,0 +1,338 @@
+"""The files a run leaves behind: their names, their columns, and how they are written.
+
+Every CSV is appended to and flushed row by row, so the rows of finished epochs (and memory
+samples) survive a crash later in the run. Column lists live here and nowhere else; see
+docs/outputs.md for each column's unit.
+
+Memory columns are in "MB" as the PGT-I artifact wrote them: bytes / 2**20 (that is, MiB).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from pgti.errors import InputError
+
+MB = 2**20
+"""Bytes per "MB" in every output file (the artifact's psutil bytes / 1024**2, i.e. MiB)."""
+
+STATS_FILE = "stats.csv"
+EPOCHS_FILE = "epochs.csv"
+SYSTEM_STATS_FILE = "system_stats.csv"
+CONFIG_FILE = "config.json"
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # written to milliseconds; pandas parses it as-is
+
+ARTIFACT_STATS_COLUMNS = (
+    "preprocessing", "training", "total",
+    "t_mae", "v_mae",
+    "system_memory_total", "max_system_mem", "gpu_memory_total", "max_gpu_mem",
+)  # fmt: skip
+STATS_COLUMNS = ARTIFACT_STATS_COLUMNS + (
+    "dataset", "mode", "gpu", "model", "epochs", "batch_size", "seed",
+    "max_process_mem",
+    "test_mae", "test_rmse", "test_mape",
+    "test_mae_h3", "test_rmse_h3", "test_mape_h3",
+    "test_mae_h6", "test_rmse_h6", "test_mape_h6",
+    "test_mae_h12", "test_rmse_h12", "test_mape_h12",
+    "t_mae_all_channels", "v_mae_all_channels",
+    "world_size",
+)  # fmt: skip
+"""Columns of the one-row ``stats.csv``: the artifact's nine first, in its order, then ours."""
+
+EPOCH_COLUMNS = (
+    "epoch", "runtime", "t_mae", "v_mae", "t_mae_all_channels", "v_mae_all_channels",
+    "train_batches", "val_batches", "samples_per_s", "max_process_mem", "lr",
+)  # fmt: skip
+"""Columns of ``epochs.csv``, one row per finished epoch."""
+
+
+def _cell(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _check_keys(row: Mapping[str, Any], columns: Sequence[str], what: str) -> None:
+    unknown = [k for k in row if k not in columns]
+    if unknown:
+        raise ValueError(f"unknown {what} column(s) {unknown}; known columns: {list(columns)}")
+
+
+class CsvAppender:
+    """Append dict rows to a CSV, one flushed line at a time.
+
+    The header is written when the file is new or empty; appending to a file whose header differs
+    raises InputError (two different tables must not share a file). Keys not in ``columns`` raise
+    ValueError (a typo would otherwise lose a number silently); missing keys are written empty.
+    ``fsync_every`` > 0 also forces rows to disk every that many rows.
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: Sequence[str], fsync_every: int = 0):
+        self.path = Path(path)
+        self.columns = tuple(columns)
+        self.fsync_every = fsync_every
+        self.rows_written = 0
+        header = ",".join(self.columns)
+        try:
+            existing = self.path.stat().st_size if self.path.exists() else 0
+            if existing:
+                with open(self.path, newline="") as f:
+                    first = f.readline().rstrip("\r\n")
+                if first != header:
+                    raise InputError(
+                        f"{self.path} already exists with a different header "
+                        f"({first[:80]!r}); use a new output directory"
+                    )
+            self._file = open(self.path, "a", newline="")
+        except OSError as exc:
+            raise InputError(f"cannot write {self.path}: {exc}") from exc
+        self._writer = csv.writer(self._file)
+        if not existing:
+            self._writer.writerow(self.columns)
+            self._file.flush()
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Write one row and flush it to the OS before returning."""
+        _check_keys(row, self.columns, self.path.name)
+        self._writer.writerow([_cell(row.get(c)) for c in self.columns])
+        self._file.flush()
+        self.rows_written += 1
+        if self.fsync_every > 0 and self.rows_written % self.fsync_every == 0:
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            try:
+                os.fsync(self._file.fileno())
+            except OSError:
+                pass
+            self._file.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def __enter__(self) -> "CsvAppender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_stats(path: str | os.PathLike, row: Mapping[str, Any]) -> Path:
+    """Write the one-row ``stats.csv`` (header + row), replacing any earlier one.
+
+    Keys must be among STATS_COLUMNS (ValueError otherwise); missing ones are written empty.
+    """
+    _check_keys(row, STATS_COLUMNS, STATS_FILE)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(STATS_COLUMNS)
+        writer.writerow([_cell(row.get(c)) for c in STATS_COLUMNS])
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # a crash mid-write leaves the old file or the new one, never half
+    return path
+
+
+# --- config.json -------------------------------------------------------------------------------
+
+VERSIONED_DISTRIBUTIONS = (
+    "torch", "torch-geometric", "torch-geometric-temporal", "numpy", "pandas", "h5py",
+    "dask", "distributed", "psutil", "nvidia-ml-py", "matplotlib", "pgti",
+)  # fmt: skip
+
+
+def package_versions(names: Iterable[str] = VERSIONED_DISTRIBUTIONS) -> dict[str, str | None]:
+    """Installed version of each distribution (None if absent), read from metadata, no imports."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_state(repo_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``{"commit": sha, "dirty": bool}`` of the checkout holding the pgti package.
+
+    Both None when the package is not inside a git checkout (an installed wheel, or no git):
+    the package directory must be directly under the repository's top level, so a venv that
+    happens to sit inside some other checkout does not report that checkout's commit.
+    """
+    pkg_dir = Path(__file__).resolve().parents[1]  # .../pgti
+    root = Path(repo_dir) if repo_dir is not None else pkg_dir.parent
+    none = {"commit": None, "dirty": None}
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    if top is None or (repo_dir is None and Path(top).resolve() != pkg_dir.parent):
+        return none
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return none
+    status = git("status", "--porcelain")  # untracked files count: new code changes a run too
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def machine_info() -> dict[str, Any]:
+    """Host, platform, CPU, RAM and device names: what a result needs to be comparable."""
+    import psutil
+
+    from pgti.observability.gpu import GpuProbe
+
+    with GpuProbe() as probe:
+        gpus = probe.devices()
+    try:
+        usable_cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable_cores = os.cpu_count()
+    info = {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_model": _cpu_model(),
+        "cpu_cores_logical": os.cpu_count(),
+        "cpu_cores_physical": psutil.cpu_count(logical=False),
+        "cpu_cores_usable": usable_cores,
+        "ram_total_mb": round(psutil.virtual_memory().total / MB, 1),
+        "devices": gpus or ["cpu"],
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch_cuda"] = getattr(torch.version, "cuda", None)
+    return info
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return str(value)
+
+
+def write_config(
+    path: str | os.PathLike,
+    args: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``config.json``: the run's arguments, software versions, machine, git commit, command.
+
+    ``args`` is the parsed command line (``vars(namespace)``); ``extra`` holds anything else the
+    run wants recorded (dataset shape, split sizes, ...) under the key ``"extra"``.
+    Values that are not JSON types are written as strings.
+    """
+    config = {
+        "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "argv": list(sys.argv),
+        "cwd": os.getcwd(),
+        "args": dict(args),
+        "extra": dict(extra or {}),
+        "python": sys.version.split()[0],
+        "versions": package_versions(),
+        "git": git_state(),
+        **machine_info(),
+    }
+    path = Path(path)
+    path.write_text(json.dumps(config, indent=2, default=_jsonable) + "\n")
+    return path
+
+
+# --- run directories ---------------------------------------------------------------------------
+
+
+def run_label(dataset: Any, mode: Any, gpu: Any) -> str:
+    """``<dataset>/<mode>[-gpu]``: how plots and directory names call a run."""
+    return f"{dataset}/{mode_dir_name(mode, gpu)}"
+
+
+def mode_dir_name(mode: Any, gpu: Any) -> str:
+    return f"{mode}-gpu" if _truthy(gpu) else str(mode)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"true", "t", "yes", "y", "1", "on"}
+    try:
+        return bool(value) and value == value  # NaN (an empty CSV cell) is not "gpu"
+    except (TypeError, ValueError):
+        return False
+
+
+def default_run_dir(
+    results_root: str | os.PathLike, dataset: str, mode: str, gpu: bool, now: _dt.datetime | None = None
+) -> Path:
+    """Create and return ``<results_root>/<dataset>/<mode>[-gpu]/<YYYYmmdd-HHMMSS>[-k]/``.
+
+    The directory is claimed with an exclusive mkdir, so two runs started in the same second get
+    different directories (``-1``, ``-2``, ... suffixes). Raises InputError if it cannot be made.
+    """
+    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    parent = Path(results_root) / str(dataset) / mode_dir_name(mode, gpu)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"output directory {parent} is not writable: {exc}") from exc
+    for k in range(1000):
+        candidate = parent / (stamp if k == 0 else f"{stamp}-{k}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise InputError(f"output directory {candidate} is not writable: {exc}") from exc
+    raise InputError(f"output directory {parent}: too many runs named {stamp}")
+
+
+def prepare_output_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (and parents) and prove it is writable by writing a probe file.
+
+    Raises InputError("output directory X is not writable: ...") otherwise.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"output directory {path} is not writable: {exc}") from exc
+    return path

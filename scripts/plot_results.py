@@ -1,0 +1,36 @@
+#!/usr/bin/env python
+"""Plot one or more runs: memory over time, MAE per epoch, peak memory and runtime per run.
+
+    python scripts/plot_results.py results/chickenpox/index/20261123-040629 \
+        results/chickenpox/base/20261123-041002 --out results/plots
+
+Each RUN_DIR must hold stats.csv, epochs.csv and system_stats.csv. Prints the PNG paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from pgti.cli_util import run_cli
+from pgti.observability.plots import common_parent, plot_runs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run output directories")
+    parser.add_argument(
+        "--out",
+        help="directory for the PNGs (default: the run dirs' common parent, else results/plots)",
+    )
+    parser.add_argument("-d", "--debug", action="store_true", help="show tracebacks on errors")
+    args = parser.parse_args(argv)
+    out = args.out or common_parent(args.run_dirs, "results/plots")
+    for path in plot_runs(args.run_dirs, out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

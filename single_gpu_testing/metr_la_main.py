@@ -1,0 +1,11 @@
+"""Train DCRNN on metr-la: `python single_gpu_testing/metr_la_main.py --help` lists the flags."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from pgti.engine.run import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main("metr-la", prog="metr_la_main.py"))
