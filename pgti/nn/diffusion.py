@@ -84,17 +84,19 @@ def dual_random_walk(
     edge_weight = check_graph(edge_index, edge_weight, num_nodes)
     index = edge_index.long()
     weight = torch.sparse_coo_tensor(
-        index, edge_weight.to(dtype), (num_nodes, num_nodes)
+        index, edge_weight.to(dtype), (num_nodes, num_nodes), check_invariants=True
     ).coalesce()  # sums duplicate edges
     (row, col), w = weight.indices(), weight.values()
     out_degree = torch.zeros(num_nodes, dtype=dtype, device=w.device).index_add_(0, row, w)
     in_degree = torch.zeros(num_nodes, dtype=dtype, device=w.device).index_add_(0, col, w)
     forward = torch.sparse_coo_tensor(
-        torch.stack([row, col]), w * _inverse_or_zero(out_degree)[row], (num_nodes, num_nodes)
+        torch.stack([row, col]), w * _inverse_or_zero(out_degree)[row], (num_nodes, num_nodes),
+        check_invariants=True,
     ).coalesce()
     # Row j of W^T holds the edges *into* j; normalise it by j's in-degree.
     backward = torch.sparse_coo_tensor(
-        torch.stack([col, row]), w * _inverse_or_zero(in_degree)[col], (num_nodes, num_nodes)
+        torch.stack([col, row]), w * _inverse_or_zero(in_degree)[col], (num_nodes, num_nodes),
+        check_invariants=True,
     ).coalesce()
     return forward, backward
 
@@ -113,14 +115,17 @@ def stacked_supports(forward: Tensor, backward: Tensor, K: int) -> Tensor:
                 power = torch.sparse.mm(power, transition).coalesce()
     if not blocks:
         return torch.sparse_coo_tensor(
-            torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, dtype=forward.dtype), (0, n)
+            torch.zeros(2, 0, dtype=torch.long), torch.zeros(0, dtype=forward.dtype), (0, n),
+            check_invariants=True,
         ).coalesce()
     indices = torch.cat(
         [b.indices() + torch.tensor([[i * n], [0]], device=b.device) for i, b in enumerate(blocks)],
         dim=1,
     )
     values = torch.cat([b.values() for b in blocks])
-    return torch.sparse_coo_tensor(indices, values, (len(blocks) * n, n)).coalesce()
+    return torch.sparse_coo_tensor(
+        indices, values, (len(blocks) * n, n), check_invariants=True
+    ).coalesce()
 
 
 def _csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
@@ -164,11 +169,13 @@ class DualRandomWalkDiffusion(nn.Module):
         self.num_nodes = int(num_nodes)
         self.K = int(K)
         forward, backward = dual_random_walk(edge_index, edge_weight, num_nodes)
-        supports = stacked_supports(forward, backward, self.K)  # float64: exact powers
+        with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+            warnings.simplefilter("ignore", UserWarning)
+            supports = stacked_supports(forward, backward, self.K)  # float64 powers
+            matrix = supports.to(dtype).to_sparse_csr()
+            matrix_t = supports.t().coalesce().to(dtype).to_sparse_csr()
         self.num_supports = supports.size(0) // self.num_nodes
         self.num_terms = 1 + self.num_supports
-        matrix = supports.to(dtype).to_sparse_csr()
-        matrix_t = supports.t().coalesce().to(dtype).to_sparse_csr()
         for name, m in (("support", matrix), ("support_t", matrix_t)):
             self.register_buffer(f"{name}_crow", m.crow_indices(), persistent=False)
             self.register_buffer(f"{name}_col", m.col_indices(), persistent=False)

@@ -1,0 +1,25 @@
+"""Models: ``build_model(name, ...)`` for ``--model`` in ``MODELS``.
+
+- ``pgt-dcrnn`` (default): PGT's ``BatchedDCRNN`` F -> F, K = 3, as the PGT-I paper runs it.
+- ``dcrnn-cell``: the same one-cell architecture on a fast, weighted dual random walk.
+- ``dcrnn``: the published DCRNN encoder-decoder (2 x 64 DCGRU layers, scheduled sampling).
+"""
+
+from pgti.nn.dcrnn import DCRNN, DCGRUCell, DCRNNCell
+from pgti.nn.diffusion import DualRandomWalkDiffusion, dual_random_walk, stacked_supports
+from pgti.nn.pgt import PGTDCRNN
+from pgti.nn.registry import DEFAULT_MODEL, MODELS, build_model, model_options
+
+__all__ = [
+    "DCRNN",
+    "DCGRUCell",
+    "DCRNNCell",
+    "DEFAULT_MODEL",
+    "DualRandomWalkDiffusion",
+    "MODELS",
+    "PGTDCRNN",
+    "build_model",
+    "dual_random_walk",
+    "model_options",
+    "stacked_supports",
+]
