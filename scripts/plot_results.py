@@ -4,7 +4,7 @@
     python scripts/plot_results.py results/chickenpox/index/20261123-040629 \
         results/chickenpox/base/20261123-041002 --out results/plots
 
-Each RUN_DIR must hold stats.csv, epochs.csv and system_stats.csv. Prints the PNG paths.
+Each RUN_DIR must hold stats.csv, per_epoch_stats.csv and system_stats.csv. Prints the PNG paths.
 """
 
 from __future__ import annotations

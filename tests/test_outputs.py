@@ -11,6 +11,7 @@ import pytest
 from pgti.errors import InputError
 from pgti.observability.outputs import (
     EPOCH_COLUMNS,
+    EPOCHS_FILE,
     STATS_COLUMNS,
     CsvAppender,
     default_run_dir,
@@ -37,7 +38,7 @@ def test_stats_columns_start_with_the_artifacts_nine_in_order():
 
 
 def test_epoch_rows_written_before_an_exception_survive_it(tmp_path):
-    path = tmp_path / "epochs.csv"
+    path = tmp_path / EPOCHS_FILE
     with pytest.raises(RuntimeError):
         with CsvAppender(path, EPOCH_COLUMNS) as epochs:
             epochs.append({"epoch": 0, "runtime": 1.5, "t_mae": 3.2, "v_mae": 3.4})
@@ -51,7 +52,7 @@ def test_epoch_rows_written_before_an_exception_survive_it(tmp_path):
 
 
 def test_unknown_key_is_an_error_not_a_lost_number(tmp_path):
-    with CsvAppender(tmp_path / "epochs.csv", EPOCH_COLUMNS) as epochs:
+    with CsvAppender(tmp_path / EPOCHS_FILE, EPOCH_COLUMNS) as epochs:
         with pytest.raises(ValueError, match="v_mea"):
             epochs.append({"epoch": 0, "v_mea": 1.0})
     with pytest.raises(ValueError, match="trainign"):
@@ -59,14 +60,14 @@ def test_unknown_key_is_an_error_not_a_lost_number(tmp_path):
 
 
 def test_appending_to_a_file_with_another_header_is_refused(tmp_path):
-    path = tmp_path / "epochs.csv"
+    path = tmp_path / EPOCHS_FILE
     path.write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match="different header"):
         CsvAppender(path, EPOCH_COLUMNS)
 
 
 def test_reopened_appender_continues_without_a_second_header(tmp_path):
-    path = tmp_path / "epochs.csv"
+    path = tmp_path / EPOCHS_FILE
     for epoch in range(2):
         with CsvAppender(path, EPOCH_COLUMNS) as epochs:
             epochs.append({"epoch": epoch})

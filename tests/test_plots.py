@@ -13,6 +13,7 @@ from pgti.errors import InputError
 from pgti.observability.monitor import SYSTEM_STATS_COLUMNS
 from pgti.observability.outputs import (
     EPOCH_COLUMNS,
+    EPOCHS_FILE,
     CsvAppender,
     default_run_dir,
     write_config,
@@ -38,7 +39,7 @@ def fake_run(root: Path, mode: str, gpu: bool, scale: float, seconds: int = 20) 
                 "Torch_GPU_Peak_Allocated": 500 + 5 * t if gpu else None,
                 "Phase": "preprocessing" if t < 5 else "training",
             })  # fmt: skip
-    with CsvAppender(run_dir / "epochs.csv", EPOCH_COLUMNS) as epochs:
+    with CsvAppender(run_dir / EPOCHS_FILE, EPOCH_COLUMNS) as epochs:
         for epoch in range(5):
             epochs.append({"epoch": epoch, "runtime": 3.0 * scale, "t_mae": 1.0 / (epoch + 1),
                            "v_mae": 1.1 / (epoch + 1), "train_batches": 10, "val_batches": 3})  # fmt: skip
@@ -69,10 +70,10 @@ def test_plot_runs_writes_three_nontrivial_pngs(two_runs, tmp_path):
         assert path.stat().st_size > 10_000
 
 
-def test_plot_a_run_missing_its_epochs_csv_names_the_file(two_runs, tmp_path):
+def test_plot_a_run_missing_its_epoch_csv_names_the_file(two_runs, tmp_path):
     _, runs = two_runs
-    (runs[0] / "epochs.csv").unlink()
-    with pytest.raises(InputError, match="epochs.csv"):
+    (runs[0] / EPOCHS_FILE).unlink()
+    with pytest.raises(InputError, match=EPOCHS_FILE):
         plot_runs(runs, tmp_path / "plots")
 
 
@@ -115,7 +116,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2 and "not a run directory" in done.stderr
 
 
-def test_plot_cli_defaults_to_the_runs_common_parent_otherwise_results_plots(two_runs, tmp_path):
+def test_plot_cli_defaults_to_the_runs_common_parent(two_runs, tmp_path):
     _, runs = two_runs
     done = run_script("plot_results.py", str(runs[0]))
     assert done.returncode == 0, done.stderr

@@ -30,6 +30,9 @@ from pgti.nn import MODELS, build_model
 from pgti.observability.monitor import MemoryMonitor
 from pgti.observability.outputs import (
     EPOCH_COLUMNS,
+    EPOCHS_FILE,
+    STATS_FILE,
+    SYSTEM_STATS_FILE,
     CsvAppender,
     default_run_dir,
     prepare_output_dir,
@@ -147,11 +150,7 @@ def stats_row(run: Run, history: list[dict], test: dict, monitor: MemoryMonitor,
         "v_mae": min(r["v_mae"] for r in history) if history else None,
         "t_mae_all_channels": min(r["t_mae_all_channels"] for r in history) if history else None,
         "v_mae_all_channels": min(r["v_mae_all_channels"] for r in history) if history else None,
-        "system_memory_total": monitor.system_total_mb,
-        "max_system_mem": monitor.peak_system_mb,
-        "gpu_memory_total": monitor.gpu_total_mb,
-        "max_gpu_mem": monitor.peak_gpu_mb,
-        "max_process_mem": monitor.peak_process_mb,
+        **monitor.stats_fields(),
         "dataset": run.dataset,
         "mode": args.mode,
         "gpu": bool(args.gpu),
@@ -167,7 +166,7 @@ def stats_row(run: Run, history: list[dict], test: dict, monitor: MemoryMonitor,
 def train_single(args: argparse.Namespace, dataset: str) -> Path:
     run = open_run(args, dataset)
     progress = not args.quiet and sys.stderr.isatty()
-    with MemoryMonitor(run.path("system_stats.csv")) as monitor:
+    with MemoryMonitor(run.path(SYSTEM_STATS_FILE)) as monitor:
         monitor.set_phase("preprocessing")
         t0 = time.perf_counter()
         seed_everything(args.seed)
@@ -186,11 +185,11 @@ def train_single(args: argparse.Namespace, dataset: str) -> Path:
         preprocessing = time.perf_counter() - t0
 
         monitor.set_phase("training")
-        epochs_csv = CsvAppender(run.path("per_epoch_stats.csv"), EPOCH_COLUMNS)
+        epochs_csv = CsvAppender(run.path(EPOCHS_FILE), EPOCH_COLUMNS)
         t1 = time.perf_counter()
         history = fit(
             trainer, plan, epochs=args.epochs, start_epoch=start_epoch, history=history,
-            on_epoch=lambda row: epochs_csv.append({**row, "max_process_mem": monitor.current_peak_process_mb()}),
+            on_epoch=lambda row: epochs_csv.append({**row, "max_process_mem": monitor.peak_process_mb}),
             checkpoint=run.path(CHECKPOINT),
         )
         training = time.perf_counter() - t1
@@ -198,7 +197,7 @@ def train_single(args: argparse.Namespace, dataset: str) -> Path:
         monitor.set_phase("test")
         test = trainer.evaluate(plan.batches("test", 0), plan.num_batches("test"), "test").report("test_")
         data.close()
-    write_stats(run.path("stats.csv"), stats_row(run, history, test, monitor,
+    write_stats(run.path(STATS_FILE), stats_row(run, history, test, monitor,
                                                  preprocessing=preprocessing, training=training))
     print(
         f"{dataset} {args.mode}{'-gpu' if args.gpu else ''}: test MAE {test['test_mae']:.4f}, "

@@ -102,6 +102,10 @@ def _max(a: float | None, b: float | None) -> float | None:
 class MemoryMonitor:
     """Background sampler writing one ``system_stats.csv`` row per ``interval`` seconds.
 
+    ``csv_path`` is the CSV file, or a run directory (then ``<dir>/system_stats.csv``); an
+    existing file with the same header is appended to. ``pid`` is the root of the process tree
+    to measure (default: this process).
+
     Use as a context manager; the thread is stopped and joined on every way out of the block,
     exceptions and KeyboardInterrupt included. One sample is taken on entry, one on each
     ``set_phase`` and one on exit, so even a sub-second run leaves rows. Each row is flushed as

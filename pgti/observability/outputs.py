@@ -29,7 +29,7 @@ MB = 2**20
 """Bytes per "MB" in every output file (the artifact's psutil bytes / 1024**2, i.e. MiB)."""
 
 STATS_FILE = "stats.csv"
-EPOCHS_FILE = "epochs.csv"
+EPOCHS_FILE = "per_epoch_stats.csv"
 SYSTEM_STATS_FILE = "system_stats.csv"
 CONFIG_FILE = "config.json"
 
@@ -56,7 +56,7 @@ EPOCH_COLUMNS = (
     "epoch", "runtime", "t_mae", "v_mae", "t_mae_all_channels", "v_mae_all_channels",
     "train_batches", "val_batches", "samples_per_s", "max_process_mem", "lr",
 )  # fmt: skip
-"""Columns of ``epochs.csv``, one row per finished epoch."""
+"""Columns of ``per_epoch_stats.csv`` (EPOCHS_FILE), one row per finished epoch."""
 
 
 def _cell(value: Any) -> Any:

@@ -1,6 +1,6 @@
 """Read runs back from their output files: comparison plots and a cross-run summary table.
 
-A run directory holds stats.csv, epochs.csv, system_stats.csv and config.json (outputs.py).
+A run directory holds stats.csv, per_epoch_stats.csv, system_stats.csv and config.json (outputs.py).
 Everything here only reads those files, so it works on results copied from a cluster.
 """
 
