@@ -281,3 +281,12 @@ def test_batch_size_larger_than_a_split():
     data = prepare("chickenpox", REPO / "data", "index")
     with pytest.raises(InputError, match="--batch-size 60 is larger than the val split of chickenpox"):
         data.check_batch_size(60)
+
+
+def test_legacy_timestamp_kind_without_unit_means_nanoseconds(tmp_path):
+    h5, _ = write_traffic(tmp_path, unit="ns", timesteps=50)
+    with h5py.File(h5, "a") as f:
+        f["df/axis1"].attrs["kind"] = np.bytes_(b"datetime64")  # as pandas < 2 wrote it
+    raw = load_raw("metr-la", tmp_path)
+    np.testing.assert_array_equal(raw.timestamps_ns, pd.read_hdf(h5, "df").index.as_unit("ns").asi8)
+    raw.close()

@@ -28,6 +28,7 @@ import os
 import pickle
 import sys
 import tempfile
+import warnings
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -282,20 +283,27 @@ def sensor_ids(num_nodes: int, rng: np.random.Generator) -> list[str]:
     return [str(v) for v in rng.choice(np.arange(400000, 1000000), size=num_nodes, replace=False)]
 
 
-def propagate(x: np.ndarray, indptr: np.ndarray, sources: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """y[:, j] = sum_k weights[k] * x[:, sources[k]] over row j of the CSR (x is (T, N))."""
-    t, n = x.shape
-    y = np.zeros((n, t), dtype=x.dtype)
-    if len(sources) == 0:
-        return y.T
-    xt = np.ascontiguousarray(x.T)
-    rows = np.flatnonzero(np.diff(indptr) > 0)
-    starts = indptr[rows]
-    step = max(1, CHUNK_ELEMENTS // max(1, len(sources)))
-    for t0 in range(0, t, step):
-        gathered = xt[sources, t0 : t0 + step] * weights[:, None]
-        y[rows, t0 : t0 + step] = np.add.reduceat(gathered, starts, axis=0)
-    return y.T
+class NeighbourMean:
+    """x -> y with y[:, j] the weighted mean of x over j's in-neighbours (x is (T, N) float32),
+    a sparse CSR product in torch (row-parallel, each row summed in a fixed order)."""
+
+    def __init__(self, graph: SensorGraph):
+        import torch
+
+        indptr, sources, weights = graph.incoming()
+        self.has_in = np.diff(indptr) > 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "sparse CSR is in beta"
+            self._matrix = torch.sparse_csr_tensor(
+                torch.from_numpy(indptr), torch.from_numpy(sources), torch.from_numpy(weights),
+                size=(graph.num_nodes, graph.num_nodes), check_invariants=False,
+            )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        xt = torch.from_numpy(np.ascontiguousarray(x.T, dtype=np.float32))
+        return (self._matrix @ xt).numpy().T
 
 
 def _run_intervals(length: int, n: int, rows, starts, ends, values=None, dtype=np.float32) -> np.ndarray:
@@ -359,15 +367,14 @@ class TrafficSimulator:
         self.block = self.block_days * self.steps_per_day
         self.lag = max(1, round(self.lag_seconds / step_seconds))
         self.history = 2 * self.lag
-        self.indptr, self.sources, self.weights = graph.incoming()
+        self.neighbour_mean = NeighbourMean(graph)
 
         rng = _rng(seed, dataset, _S_PARAMS)
         self.free_flow = rng.uniform(58.0, 72.0, n).astype(np.float32)
         strength = rng.beta(1.5, 2.5, n)
         # Neighbouring sensors are congested alike.
-        smooth = propagate(strength[None, :].astype(np.float32), self.indptr, self.sources, self.weights)[0]
-        has_in = np.diff(self.indptr) > 0
-        strength = np.where(has_in, 0.5 * strength + 0.5 * smooth, strength)
+        smooth = self.neighbour_mean(strength[None, :])[0]
+        strength = np.where(self.neighbour_mean.has_in, 0.5 * strength + 0.5 * smooth, strength)
         morning_share = rng.uniform(0.1, 0.9, n)
         shift = rng.normal(0.0, 0.3, n)  # hours
         self.noise_sigma = rng.uniform(1.5, 3.0, n).astype(np.float32)
@@ -454,8 +461,8 @@ class TrafficSimulator:
         for t0 in range(0, num_timesteps, rows_per_chunk):
             t1 = t0 + rows_per_chunk  # whole blocks; trimmed on output
             u = self._local_congestion(t0 - h, t1)
-            hop1 = propagate(u, self.indptr, self.sources, self.weights)
-            hop2 = propagate(hop1, self.indptr, self.sources, self.weights)
+            hop1 = self.neighbour_mean(u)
+            hop2 = self.neighbour_mean(hop1)
             c = u[h:] + self.beta * hop1[h - lag : h - lag + rows_per_chunk]
             c += self.beta**2 * hop2[h - 2 * lag : h - 2 * lag + rows_per_chunk]
             drop = 0.92 * (1.0 - np.exp(-1.3 * c))
@@ -625,11 +632,12 @@ def chickenpox_series(num_nodes: int, num_timesteps: int, graph: SensorGraph, *,
     holiday = np.where((day_of_year > 355) | (day_of_year < 4), -0.7, 0.0)
     summer = np.where((day_of_year > 180) & (day_of_year < 240), -0.4, 0.0)
     indptr, sources, weights = graph.incoming()
+    targets = np.repeat(np.arange(num_nodes), np.diff(indptr))
     x = np.zeros(num_nodes)
     log_rate = np.empty((num_timesteps, num_nodes))
     noise = _rng(seed, dataset, _S_CELLS).standard_normal((num_timesteps, num_nodes))
     for t in range(num_timesteps):
-        neighbours = propagate(x[None, :], indptr, sources, weights)[0]
+        neighbours = np.bincount(targets, weights=weights * x[sources], minlength=num_nodes)
         x = 0.6 * x + 0.25 * neighbours + 0.3 * noise[t]
         log_rate[t] = x
     log_rate += (season + holiday + summer)[:, None] + np.log(size)

@@ -173,6 +173,7 @@ def train_single(args: argparse.Namespace, dataset: str) -> Path:
         data = prepare(dataset, args.data_dir, args.mode, gpu=args.gpu, ratios=args.split,
                        day_of_week=args.day_of_week)
         data.check_batch_size(args.batch_size)
+        preprocessing = time.perf_counter() - t0
         model = build_model(args.model, num_nodes=data.num_nodes, num_features=data.num_features,
                             edge_index=data.edge_index, edge_weight=data.edge_weight).to(data.device)
         trainer = Trainer(model, TargetUnits.of(data), data.lags, lr=args.lr, device=data.device,
@@ -182,7 +183,6 @@ def train_single(args: argparse.Namespace, dataset: str) -> Path:
         resume = resolve_resume(args)
         if resume is not None:
             start_epoch, history = load_checkpoint(resume, trainer)
-        preprocessing = time.perf_counter() - t0
 
         monitor.set_phase("training")
         epochs_csv = CsvAppender(run.path(EPOCHS_FILE), EPOCH_COLUMNS)
@@ -194,7 +194,7 @@ def train_single(args: argparse.Namespace, dataset: str) -> Path:
         )
         training = time.perf_counter() - t1
 
-        monitor.set_phase("test")
+        monitor.set_phase("evaluation")
         test = trainer.evaluate(plan.batches("test", 0), plan.num_batches("test"), "test").report("test_")
         data.close()
     write_stats(run.path(STATS_FILE), stats_row(run, history, test, monitor,

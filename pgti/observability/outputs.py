@@ -2,7 +2,7 @@
 
 Every CSV is appended to and flushed row by row, so the rows of finished epochs (and memory
 samples) survive a crash later in the run. Column lists live here and nowhere else; see
-docs/outputs.md for each column's unit.
+README.md ("Outputs") for each column's unit.
 
 Memory columns are in "MB" as the PGT-I artifact wrote them: bytes / 2**20 (that is, MiB).
 """
