@@ -113,8 +113,16 @@ def atomic_outputs(paths: Iterable[Path]) -> Iterator[list[Path]]:
         for t in temps:
             t.unlink(missing_ok=True)
         raise
+    mode = 0o666 & ~_umask()  # mkstemp made them 0600; give them a normal file's mode
     for t, p in zip(temps, paths):
+        os.chmod(t, mode)
         os.replace(t, p)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -764,7 +772,8 @@ def generate(
     paths = spec.default_paths(data_dir)
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
-        raise InputError(f"{', '.join(existing)} already exist(s); use --force to overwrite")
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise InputError(f"{' and '.join(existing)} already {verb}; use --force to overwrite")
 
     positions = sensor_layout(n, _rng(seed, name, _S_LAYOUT))
     graph_rng = _rng(seed, name, _S_GRAPH)
