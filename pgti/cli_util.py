@@ -27,6 +27,14 @@ def str2bool(value: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected a boolean (true/false/yes/no/t/f), got {value!r}")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``error: ... (see --help)``) and exit 2,
+    through :func:`run_cli`, instead of the usage text plus the message."""
+
+    def error(self, message):
+        raise InputError(f"{message} (see --help)")
+
+
 def add_bool_flag(parser: argparse.ArgumentParser, *names: str, help: str, default: bool = False):
     """A flag usable as a plain switch (``-g``) or with a value (``-g True``, ``--gpu=no``)."""
     parser.add_argument(

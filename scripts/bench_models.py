@@ -3,8 +3,9 @@
 
 Default shape: pems-bay (B=64, L=12, N=325, F=2) on a random weighted graph with 2,694 edges
 including one self-loop per node, like DCRNN's adjacency. Prints the median over --repeats
-steps after --warmup steps, the ratio pgt-dcrnn / dcrnn-cell against the target (>= 5x), and
-the machine.
+steps (models taking turns) after --warmup steps, the ratio pgt-dcrnn / dcrnn-cell against the
+target (>= 5x), and the machine, with its load average: other processes on the cores inflate
+every time, and with more torch threads than free cores far more.
 
     python scripts/bench_models.py                      # all models, CPU
     python scripts/bench_models.py --models pgt-dcrnn,dcrnn-cell --threads 2
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import sys
@@ -51,24 +53,41 @@ def masked_mae(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((prediction[..., 0] - target[..., 0]).abs() * mask).mean()
 
 
-def time_training_step(model, x, y, *, warmup: int, repeats: int) -> list[float]:
-    """Seconds per training step, ``repeats`` of them after ``warmup`` untimed ones."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    cuda = x.device.type == "cuda"
-    times = []
-    for i in range(warmup + repeats):
+class TrainingStep:
+    """One training step of ``model`` on a fixed batch: forward, masked MAE, backward, Adam."""
+
+    def __init__(self, model, x, y):
+        self.model, self.x, self.y = model.train(), x, y
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def __call__(self) -> float:
+        """Run one step; return its wall time in seconds."""
+        cuda = self.x.device.type == "cuda"
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss = masked_mae(model(x, y), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = masked_mae(self.model(self.x, self.y), self.y)
         loss.backward()
-        optimizer.step()
+        self.optimizer.step()
         if cuda:
             torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
+        return time.perf_counter() - start
+
+
+def time_steps(steps: dict[str, TrainingStep], *, warmup: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per step for each model, ``repeats`` timed steps after ``warmup`` untimed ones.
+
+    The models take turns (one step each per round), so a change in the machine's load during
+    the run affects them alike and their ratio stays meaningful.
+    """
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(step())
     return times
 
 
@@ -120,25 +139,29 @@ def main(argv=None) -> int:
 
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     print(f"command: {' '.join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])}")
-    machine = f"{cpu_model()}, {torch.get_num_threads()} torch threads " \
-              f"({len(__import__('os').sched_getaffinity(0))} cores usable)"
+    machine = (f"{cpu_model()}, {torch.get_num_threads()} torch threads "
+               f"({len(os.sched_getaffinity(0))} cores usable, "
+               f"load average {os.getloadavg()[0]:.1f})")
     if device.type == "cuda":
         machine += f", GPU {torch.cuda.get_device_name(device)}"
     print(f"machine: {machine}; python {platform.python_version()}, torch {torch.__version__}")
     print(f"shape: B={args.batch_size} L={args.lags} N={args.nodes} F={args.features}, "
           f"{args.edges} edges; median of {args.repeats} steps after {args.warmup} warm-up")
 
-    medians: dict[str, float] = {}
+    steps, params = {}, {}
     for name in names:
         torch.manual_seed(args.seed)
         model = build_model(name, num_nodes=args.nodes, num_features=args.features,
                             edge_index=edge_index, edge_weight=edge_weight).to(device)
-        times = time_training_step(model, x, y, warmup=args.warmup, repeats=args.repeats)
-        medians[name] = statistics.median(times)
-        params = sum(p.numel() for p in model.parameters())
+        steps[name] = TrainingStep(model, x, y)
+        params[name] = sum(p.numel() for p in model.parameters())
+    times = time_steps(steps, warmup=args.warmup, repeats=args.repeats)
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    for name, t in times.items():
         print(f"{name:>11}: {medians[name] * 1e3:9.1f} ms/step  "
-              f"(min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}; {params} parameters)")
+              f"(min {min(t) * 1e3:.1f}, max {max(t) * 1e3:.1f}; {params[name]} parameters)")
 
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     if "pgt-dcrnn" in medians and "dcrnn-cell" in medians:
         ratio = medians["pgt-dcrnn"] / medians["dcrnn-cell"]
         verdict = "PASS" if ratio >= TARGET_SPEEDUP else "MISS"

@@ -9,19 +9,13 @@ Without --nodes/--timesteps the real size is written. Exit status 2 on bad input
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-from pgti.cli_util import run_cli
+from pgti.cli_util import ArgumentParser, run_cli
 from pgti.datasets.registry import DATASETS, get_spec
 from pgti.datasets.synthetic import TIMESTAMP_UNITS, generate, resolve_size
 from pgti.errors import InputError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line and exit 2 (run_cli), not usage + message
-        raise InputError(f"{message} (see --help)")
 
 
 def _size(nbytes: int) -> str:
@@ -33,7 +27,7 @@ def _size(nbytes: int) -> str:
 
 
 def main(argv=None) -> int:
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", required=True, metavar="NAME", help=f"one of: {', '.join(DATASETS)}")
     parser.add_argument("--nodes", type=int, help="number of nodes (default: the real dataset's)")
     parser.add_argument("--timesteps", type=int, help="number of time steps (default: the real dataset's)")

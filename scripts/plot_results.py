@@ -9,16 +9,15 @@ Each RUN_DIR must hold stats.csv, per_epoch_stats.csv and system_stats.csv. Prin
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
-from pgti.cli_util import run_cli
+from pgti.cli_util import ArgumentParser, run_cli
 from pgti.observability.plots import common_parent, plot_runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run output directories")
     parser.add_argument(
         "--out",

@@ -9,17 +9,16 @@ PREFIX.csv (every column) and PREFIX.md (the headline table), and prints the mar
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from pgti.cli_util import run_cli
+from pgti.cli_util import ArgumentParser, run_cli
 from pgti.observability.plots import summarize_runs, summary_markdown, write_summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results_root", nargs="?", default="results", metavar="RESULTS_ROOT",
                         help="directory searched recursively for stats.csv (default: results)")  # fmt: skip
     parser.add_argument("--out", metavar="PREFIX",

@@ -155,3 +155,26 @@ def test_traffic_driver_masks_missing_readings(tmp_path):
     # speeds are ~60 mph: an unmasked MAE would include |pred - 0| terms of about 60
     assert 0 < float(s["test_mae"]) < 40
     assert s["test_mae_h12"] != "" and s["test_mae_h3"] != ""
+
+
+@pytest.mark.parametrize("driver, dataset", [
+    ("windmill_main.py", "windmill-large"),
+    ("metr_la_main.py", "metr-la"),
+    ("pems_bay_main.py", "pems-bay"),
+    ("pems_all_la_main.py", "pems-all-la"),
+    ("pems_main.py", "pems"),
+])
+def test_every_driver_trains_on_synthetic_data_of_its_format(tmp_path, driver, dataset):
+    from pgti.datasets.registry import get_spec
+    from pgti.datasets.synthetic import generate, min_timesteps
+
+    generate(dataset, tmp_path / "data", nodes=12, timesteps=min_timesteps(get_spec(dataset)), progress=False)
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "single_gpu_testing" / driver), "-e", "1", "-bs", "8", "--max-batches", "2",
+         "--data-dir", str(tmp_path / "data"), "--output-dir", str(out), "-m", "lazy-index"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    s = read_csv(out / "stats.csv")[0]
+    assert s["dataset"] == dataset and float(s["test_mae"]) > 0

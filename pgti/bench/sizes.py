@@ -27,6 +27,10 @@ from pgti.datasets.registry import DatasetSpec
 GIB = 1 << 30
 MIB = 1 << 20
 
+# dcrnn-cell's training-step peak per (sample x node), measured at L = 12, F = 2 (N = 325: 110 MiB,
+# N = 2,716: 893 MiB at B = 64), with some headroom.
+TRAIN_BYTES_PER_SAMPLE_NODE = 6_000
+
 # The peer's CPU preprocessing peak, in bytes per (time step x node), per dataset.
 PEER_BYTES_PER_VALUE = {
     "chickenpox": 8,
@@ -65,9 +69,13 @@ class Shape:
     def json_bytes(self) -> int:
         return 56 * self.num_timesteps * self.num_nodes if self.json else 0
 
+    def train_bytes(self, batch_size: int) -> int:
+        """About what a dcrnn-cell training step on a batch of ``batch_size`` adds at its peak."""
+        return batch_size * self.num_nodes * TRAIN_BYTES_PER_SAMPLE_NODE
+
     def estimate(self, mode: str) -> int:
-        """Peak bytes ``mode`` needs above the idle interpreter (before the model)."""
-        chunks = 3 * CHUNK_BYTES
+        """Peak bytes ``mode``'s data needs above the idle interpreter."""
+        chunks = 3 * min(CHUNK_BYTES, 8 * self.num_timesteps * self.num_nodes)
         if mode == "base":
             need = self.windows_bytes + self.series_bytes
         elif mode in ("index", "gpu-index"):
@@ -103,3 +111,8 @@ def fits(need: int, available: int, reserve: int) -> bool:
 
 def gib(n_bytes: float | None) -> float | None:
     return None if n_bytes is None else n_bytes / GIB
+
+
+def human(n_bytes: float) -> str:
+    """``1.23 GiB`` from 0.1 GiB up, else ``12.3 MiB``."""
+    return f"{n_bytes / GIB:.2f} GiB" if n_bytes >= 0.1 * GIB else f"{n_bytes / MIB:.1f} MiB"

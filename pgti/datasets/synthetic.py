@@ -252,8 +252,8 @@ def gaussian_kernel_adjacency(
 
 
 def knn_graph(positions: np.ndarray, k: int, *, kernel: bool) -> SensorGraph:
-    """Symmetric k-nearest-neighbour graph with self loops; weights 1, or a Gaussian kernel of
-    the distance (sigma = std of the neighbour distances) when ``kernel``."""
+    """Symmetric k-nearest-neighbour graph with self loops; weights 1, or a Gaussian kernel
+    exp(-(d / sigma)^2) of the distance (sigma = mean neighbour distance) when ``kernel``."""
     n = len(positions)
     k = min(k, n - 1)
     # Grow the search radius until every node has k candidates.
@@ -279,7 +279,7 @@ def knn_graph(positions: np.ndarray, k: int, *, kernel: bool) -> SensorGraph:
     dst = np.array([b for _, b in keys], dtype=np.int64)
     d = np.array([pairs[key] for key in keys])
     if kernel:
-        sigma = d[src != dst].std() or 1.0
+        sigma = d[src != dst].mean() or 1.0
         weight = np.exp(-np.square(d / sigma))
     else:
         weight = np.ones(len(d))
@@ -359,11 +359,11 @@ class TrafficSimulator:
     """
 
     block_days = 2
-    beta = 0.45
+    beta = 0.6
     lag_seconds = 600
     p_isolated = 0.01  # isolated missing readings
-    outage_fraction = 0.052  # sensor outages (runs of 2 steps to 12 hours)
-    p_network_outage = 0.15  # per block: every sensor down for 15 min - 2 h
+    outage_fraction = 0.055  # sensor outages (runs of 2 steps to 6 hours)
+    p_network_outage = 0.1  # per block: every sensor down for 15 min - 1 h
     incidents_per_sensor_day = 0.1
 
     def __init__(self, graph: SensorGraph, *, start: str, step_seconds: int, seed: int, dataset: str):
@@ -375,11 +375,12 @@ class TrafficSimulator:
         self.block = self.block_days * self.steps_per_day
         self.lag = max(1, round(self.lag_seconds / step_seconds))
         self.history = 2 * self.lag
+        self.incident_steps = (max(1, 900 // step_seconds), max(2, 7200 // step_seconds))  # 15 min - 2 h
         self.neighbour_mean = NeighbourMean(graph)
 
         rng = _rng(seed, dataset, _S_PARAMS)
         self.free_flow = rng.uniform(58.0, 72.0, n).astype(np.float32)
-        strength = rng.beta(1.5, 2.5, n)
+        strength = 1.2 * rng.beta(1.5, 2.5, n)
         # Neighbouring sensors are congested alike.
         smooth = self.neighbour_mean(strength[None, :])[0]
         strength = np.where(self.neighbour_mean.has_in, 0.5 * strength + 0.5 * smooth, strength)
@@ -411,7 +412,7 @@ class TrafficSimulator:
         count = rng.poisson(rate * self.n * self.block)
         sensor = rng.integers(0, self.n, count)
         start = b * self.block + rng.integers(0, self.block, count)
-        duration = rng.integers(max(1, 900 // self.step), max(2, 7200 // self.step) + 1, count)
+        duration = rng.integers(self.incident_steps[0], self.incident_steps[1] + 1, count)
         severity = rng.uniform(0.4, 1.2, count)
         return sensor, start, start + duration, severity
 
@@ -430,11 +431,11 @@ class TrafficSimulator:
         weekend = ((day + 3) % 7 >= 5).astype(np.int64)  # 1970-01-01 was a Thursday
         tod = (seconds % 86400) // self.step
         u = self.demand[weekend, tod]
-        rel_day = np.floor_divide(t * self.step + self.start_s % 86400, 86400)
+        rel_day = day - self.start_s // 86400
         factors = self._day_factors(int(rel_day[0]), int(rel_day[-1]))
         u *= factors[rel_day - rel_day[0]]
-        max_duration = 7200 // self.step + 1
-        events = [self._block_events(b) for b in range((t0 - max_duration) // self.block, (t1 - 1) // self.block + 1)]
+        first_block = (t0 - self.incident_steps[1]) // self.block
+        events = [self._block_events(b) for b in range(first_block, (t1 - 1) // self.block + 1)]
         sensor, start, end, severity = (np.concatenate(x) for x in zip(*events))
         hit = (start < t1) & (end > t0)
         if hit.any():
@@ -447,7 +448,7 @@ class TrafficSimulator:
         """(block, N) bool mask of missing readings for one block."""
         L, n = self.block, self.n
         missing = rng.random((L, n), dtype=np.float32) < self.p_isolated
-        lo, hi = 2, max(3, 43200 // self.step)
+        lo, hi = 2, max(3, 21600 // self.step)
         mean_run = (hi - lo) / np.log(hi / lo)
         runs = rng.poisson(self.outage_fraction * L / mean_run, n)
         sensor = np.repeat(np.arange(n), runs)
@@ -456,7 +457,7 @@ class TrafficSimulator:
         start = rng.integers(0, L - length + 1)
         missing |= _run_intervals(L, n, sensor, start, start + length, dtype=np.int32) > 0
         if rng.random() < self.p_network_outage:
-            length = int(rng.integers(max(1, 900 // self.step), 7200 // self.step + 1))
+            length = int(rng.integers(max(1, 900 // self.step), 3600 // self.step + 1))
             start = int(rng.integers(0, L - length + 1))
             missing[start : start + length] = True
         return missing
@@ -618,11 +619,43 @@ def write_dcrnn_h5(
             writer.write(t0, rows)
 
 
+class _Py2Str:
+    """Raw bytes to pickle as a Python 2 ``str`` (opcode BINSTRING), straight from a buffer."""
+
+    def __init__(self, data: memoryview):
+        self.data = data
+
+
+class _Py2StylePickler(pickle._Pickler):
+    """Protocol 2, with ndarray data stored as a Python 2 str, as in DCRNN's own pickles.
+
+    Python 3's protocol 2 stores bytes as ``_codecs.encode(text, "latin1")``, which needs the
+    data several times over in memory (a 0.5 GB adjacency took 2.4 GB); this writes the array's
+    buffer once, directly. Loads with ``pickle.load(f, encoding="latin1")`` as the real files do.
+    """
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_py2_str(self, obj: _Py2Str) -> None:
+        self.write(pickle.BINSTRING + len(obj.data).to_bytes(4, "little"))
+        self.write(obj.data)
+
+    dispatch[_Py2Str] = save_py2_str
+
+    def reducer_override(self, obj):
+        if type(obj) is np.ndarray and not obj.dtype.hasobject and obj.nbytes < 2**32:
+            rebuild, args, _ = np.zeros(0, obj.dtype).__reduce__()
+            data = np.ascontiguousarray(obj)
+            state = (1, data.shape, data.dtype, False, _Py2Str(memoryview(data).cast("B")))
+            return rebuild, args, state
+        return NotImplemented
+
+
 def write_adjacency_pickle(path: str | Path, sensor_ids: list[str], adj: np.ndarray) -> None:
     """``[sensor_ids, sensor_id_to_ind, adj_mx]`` with pickle protocol 2, as DCRNN's files."""
     id_to_ind = {s: i for i, s in enumerate(sensor_ids)}
     with open(path, "wb") as f:
-        pickle.dump([list(sensor_ids), id_to_ind, adj], f, protocol=2)
+        _Py2StylePickler(f, protocol=2).dump([list(sensor_ids), id_to_ind, adj])
 
 
 # --- chickenpox and windmill ---------------------------------------------------------------------
@@ -709,9 +742,8 @@ class WindmillSimulator:
                 down = rng.random(self.n) < self.p_maintenance
                 length = rng.integers(6, 49, self.n)
                 first = rng.integers(0, self.block, self.n)
-                for i in np.flatnonzero(down):
-                    s = max(0, first[i] - (b0 % self.block))
-                    p[s : s + length[i], i] = 0.0
+                for i in np.flatnonzero(down):  # b0 is a block start
+                    p[first[i] : first[i] + length[i], i] = 0.0
                 power[b0 - t0 : b1 - t0] = p
             yield t0, np.round(power, 6)
 
@@ -732,7 +764,7 @@ def write_windmill_json(path: str | Path, series: Iterable[tuple[int, np.ndarray
         _write_json_stream(f, "block", (rows for _, rows in series), first=True)
         edges = np.stack([graph.src, graph.dst], axis=1)
         f.write(', "edges": ' + json.dumps(edges.tolist()))
-        f.write(', "weights": ' + json.dumps(np.round(graph.weight.astype(np.float64), 6).tolist()) + "}")
+        f.write(', "weights": ' + json.dumps(graph.weight.astype(np.float64).tolist()) + "}")
 
 
 def write_chickenpox_json(path: str | Path, graph: SensorGraph, node_names: list[str], fx: np.ndarray) -> None:

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from pgti.cli_util import add_bool_flag, run_cli
+from pgti.cli_util import ArgumentParser, add_bool_flag, run_cli
 from pgti.data.loader import check_device, prepare
 from pgti.data.storage import MODES
 from pgti.data.windows import DEFAULT_RATIOS, validate_ratios
@@ -48,7 +48,7 @@ def build_parser(dataset: str | None, *, prog: str | None = None, modes: Sequenc
     """Flags shared by every driver. ``dataset`` fixes the dataset (single-node drivers) and
     its defaults; with None a ``--dataset`` flag is added."""
     spec = get_spec(dataset) if dataset else None
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog=prog,
         description=description or (f"Train DCRNN on {dataset}" if dataset else "Train DCRNN"),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

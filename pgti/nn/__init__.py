@@ -6,7 +6,7 @@
 """
 
 from pgti.nn.dcrnn import DCRNN, DCGRUCell, DCRNNCell
-from pgti.nn.diffusion import DualRandomWalkDiffusion, dual_random_walk, stacked_supports
+from pgti.nn.diffusion import DualRandomWalkDiffusion, check_graph, dual_random_walk
 from pgti.nn.pgt import PGTDCRNN
 from pgti.nn.registry import DEFAULT_MODEL, MODELS, build_model, model_options
 
@@ -19,7 +19,7 @@ __all__ = [
     "MODELS",
     "PGTDCRNN",
     "build_model",
+    "check_graph",
     "dual_random_walk",
     "model_options",
-    "stacked_supports",
 ]

@@ -5,9 +5,10 @@
   prediction, the architecture of PGT's ``BatchedDCRNN`` as used in the PGT-I paper.
 - ``DCRNN`` (``--model dcrnn``): the published encoder-decoder with scheduled sampling.
 
-Layout: inside the models every signal is node-major, ``(N, ..., B, C)`` and contiguous, so the
-diffusion is one sparse product on an ``(N, batch * channels)`` view. Inputs and outputs at the
-model boundary are ``(B, L, N, F)``.
+Layout: inside the models every signal is node-major, ``(N, channels, [time,] batch)`` and
+contiguous, so the diffusion is a sparse product on an ``(N, everything else)`` view and the
+convolution weights apply per node without transposing copies (see ``DCGRUCell``). Inputs and
+outputs at the model boundary are ``(B, L, N, F)``; each is permuted once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,39 @@ import torch
 from torch import Tensor, nn
 
 from pgti.nn.diffusion import DualRandomWalkDiffusion
+
+
+class _NodeBatchedProduct(torch.autograd.Function):
+    """``out[n] = W @ x[n]`` for one weight ``W`` (O, K) shared by all nodes, ``x`` (N, K, B).
+
+    ``torch.matmul`` folds this into one 2-D product after copying ``x`` to (N, B, K) and
+    returns a transposed view; a batched product over the expanded weight avoids both. Its
+    weight gradient ``sum_n G[n] x[n]^T`` is a batched product and a sum when ``O K`` is small
+    (the one-cell model) and one ``tensordot`` otherwise. Measured, forward + backward on one
+    CPU thread at the pems-bay shape: 2.2x faster than ``torch.matmul`` for 2 channels, on par
+    for 64.
+    """
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, x: Tensor) -> Tensor:
+        ctx.save_for_backward(weight, x)
+        return torch.bmm(weight.expand(x.size(0), -1, -1), x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        weight, x = ctx.saved_tensors
+        grad = grad.contiguous()
+        n, out, batch = grad.shape
+        k = x.size(1)
+        grad_weight = grad_x = None
+        if ctx.needs_input_grad[0]:
+            if out * k <= (out + k) * batch:
+                grad_weight = torch.bmm(grad, x.transpose(1, 2)).sum(0)
+            else:
+                grad_weight = torch.tensordot(grad, x, dims=([0, 2], [0, 2]))
+        if ctx.needs_input_grad[1]:
+            grad_x = torch.bmm(weight.t().expand(n, -1, -1), grad)
+        return grad_weight, grad_x
 
 
 def _check_input(x: Tensor, num_nodes: int, num_features: int) -> None:
@@ -34,12 +68,15 @@ class DCGRUCell(nn.Module):
         c      = tanh(dconv([x, r * h]))
         h'     = u * h + (1 - u) * c
 
-    Diffusion is linear and acts on each channel alone, so ``dconv([x, h])`` splits into an
-    ``x`` part and an ``h`` part. The ``x`` part of all three gates does not depend on the state:
-    ``project_inputs`` computes it for a whole sequence at once (one diffusion, one product), and
-    ``step`` then diffuses only ``h`` and ``r * h``. Gate biases start at 1 and the candidate's at
-    0, as in DCRNN's reference code; weights are Xavier-uniform over the full
-    ``(num_terms * (input + hidden), output)`` matrix.
+    Layout: states are ``(N, H, B)`` (node, channel, batch) and sequences ``(N, C, T, B)``, so
+    that the diffusion output ``(N, terms, C, B)`` is, for every node, one contiguous
+    ``(terms * C, B)`` block and the convolution weights apply as one batched product, with no
+    transposing copies. Diffusion is linear and acts on each channel alone, so ``dconv([x, h])``
+    splits into an ``x`` part and an ``h`` part. The ``x`` part of all three gates does not depend
+    on the state: ``project_inputs`` computes it for a whole sequence at once, and ``step`` then
+    diffuses only ``h`` and ``r * h``. Weights are ``(out, terms * in)`` like ``nn.Linear``,
+    Xavier-uniform over the full ``(terms * (input + hidden))`` fan-in; gate biases start at 1
+    and the candidate's at 0, as in DCRNN's reference code.
     """
 
     def __init__(self, input_size: int, hidden_size: int, diffusion: DualRandomWalkDiffusion):
@@ -48,9 +85,9 @@ class DCGRUCell(nn.Module):
         self.hidden_size = hidden_size
         self.diffusion = diffusion
         m, h = diffusion.num_terms, hidden_size
-        self.weight_x = nn.Parameter(torch.empty(m * input_size, 3 * h))  # [r | u | c]
-        self.weight_h_gates = nn.Parameter(torch.empty(m * h, 2 * h))  # [r | u]
-        self.weight_h_candidate = nn.Parameter(torch.empty(m * h, h))
+        self.weight_x = nn.Parameter(torch.empty(3 * h, m * input_size))  # rows [r | u | c]
+        self.weight_h_gates = nn.Parameter(torch.empty(2 * h, m * h))  # rows [r | u]
+        self.weight_h_candidate = nn.Parameter(torch.empty(h, m * h))
         self.bias = nn.Parameter(torch.empty(3 * h))
         self.reset_parameters()
 
@@ -60,53 +97,63 @@ class DCGRUCell(nn.Module):
         gates = math.sqrt(6.0 / (fan_in + 2 * h))
         candidate = math.sqrt(6.0 / (fan_in + h))
         with torch.no_grad():
-            self.weight_x[:, : 2 * h].uniform_(-gates, gates)
-            self.weight_x[:, 2 * h :].uniform_(-candidate, candidate)
+            self.weight_x[: 2 * h].uniform_(-gates, gates)
+            self.weight_x[2 * h :].uniform_(-candidate, candidate)
             self.weight_h_gates.uniform_(-gates, gates)
             self.weight_h_candidate.uniform_(-candidate, candidate)
             self.bias[: 2 * h].fill_(1.0)
             self.bias[2 * h :].zero_()
 
-    @staticmethod
-    def _mix(terms: Tensor, weight: Tensor) -> Tensor:
-        """``sum_m terms[m] @ W_m`` for ``terms`` (M, N, *rest, C) and ``weight`` (M*C, O)."""
-        m, c = terms.size(0), terms.size(-1)
-        moved = terms.movedim(0, -2)  # (N, *rest, M, C)
-        return (moved.reshape(-1, m * c) @ weight).view(*moved.shape[:-2], weight.size(1))
+    def _convolve(self, x: Tensor, weight: Tensor, matrices) -> Tensor:
+        """``sum_m W_m (term_m of x)`` for ``x`` (N, C, *rest) -> (N, out, *rest)."""
+        terms = self.diffusion(x, matrices)  # (N, M, C, *rest)
+        n = x.size(0)
+        out = _NodeBatchedProduct.apply(weight, terms.reshape(n, weight.size(1), -1))
+        return out.view(n, weight.size(0), *x.shape[2:])
 
     def project_inputs(self, x: Tensor, matrices=None) -> Tensor:
-        """The input's share of all gate pre-activations (bias included).
+        """The input's share of all gate pre-activations, bias included.
 
-        ``x``: (N, T, B, input_size) -> (T, N, B, 3 * hidden).
+        ``x``: (N, input_size, T, B) -> (N, 3 * hidden, T, B).
         """
-        projected = self._mix(self.diffusion(x, matrices), self.weight_x) + self.bias
-        return projected.transpose(0, 1)
+        return self._convolve(x, self.weight_x, matrices) + self.bias[:, None, None]
 
     def step(self, projected_x: Tensor, h: Tensor, matrices=None) -> Tensor:
-        """One step: ``projected_x`` (N, B, 3H) from ``project_inputs``, ``h`` (N, B, H)."""
+        """One step from ``projected_x`` (N, 3H, B) (``project_inputs`` at one t), ``h`` (N, H, B)."""
         hs = self.hidden_size
-        gates = projected_x[..., : 2 * hs] + self._mix(self.diffusion(h, matrices), self.weight_h_gates)
-        r, u = torch.sigmoid(gates).chunk(2, dim=-1)
-        candidate = projected_x[..., 2 * hs :] + self._mix(
-            self.diffusion(r * h, matrices), self.weight_h_candidate
+        gates = projected_x[:, : 2 * hs] + self._convolve(h, self.weight_h_gates, matrices)
+        r, u = torch.sigmoid(gates).chunk(2, dim=1)
+        candidate = projected_x[:, 2 * hs :] + self._convolve(
+            r * h, self.weight_h_candidate, matrices
         )
-        c = torch.tanh(candidate)
-        return u * h + (1.0 - u) * c
+        return torch.lerp(torch.tanh(candidate), h, u)  # u * h + (1 - u) * c
 
     def forward(self, x: Tensor, h: Tensor | None = None, matrices=None) -> tuple[Tensor, Tensor]:
-        """Run over a sequence ``x`` (N, T, B, input_size) from state ``h`` (zeros if None).
+        """Run over a sequence ``x`` (N, input_size, T, B) from state ``h`` (zeros if None).
 
-        Returns the states at every step (N, T, B, H) and the last state (N, B, H).
+        Returns the states at every step (N, H, T, B) and the last state (N, H, B).
         """
-        n, steps, batch, _ = x.shape
+        n, _, steps, batch = x.shape
         if h is None:
-            h = x.new_zeros(n, batch, self.hidden_size)
-        projected = self.project_inputs(x, matrices)
+            h = x.new_zeros(n, self.hidden_size, batch)
+        # unbind, not projected[:, :, t]: each indexing's backward would fill a full-size zero
+        # gradient, quadratic in the number of steps.
+        projected = self.project_inputs(x, matrices).unbind(2)
         states = []
         for t in range(steps):
             h = self.step(projected[t], h, matrices)
             states.append(h)
-        return torch.stack(states, dim=1), h
+        return torch.stack(states, dim=2), h
+
+
+def _to_node_major(x: Tensor) -> Tensor:
+    """(B, L, N, F) -> (N, F, L, B), contiguous."""
+    return x.permute(2, 3, 1, 0).contiguous()
+
+
+def _from_node_major(x: Tensor) -> Tensor:
+    """(N, F, L, B) -> (B, L, N, F), contiguous."""
+    return x.permute(3, 2, 0, 1).contiguous()
 
 
 class DCRNNCell(nn.Module):
@@ -126,8 +173,8 @@ class DCRNNCell(nn.Module):
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         _check_input(x, self.num_nodes, self.num_features)
         matrices = self.diffusion.matrices()
-        states, _ = self.cell(x.permute(2, 1, 0, 3).contiguous(), matrices=matrices)
-        return states.permute(2, 1, 0, 3).contiguous()  # (N, L, B, F) -> (B, L, N, F)
+        states, _ = self.cell(_to_node_major(x), matrices=matrices)
+        return _from_node_major(states)
 
 
 class DCRNN(nn.Module):
@@ -171,8 +218,8 @@ class DCRNN(nn.Module):
         _check_input(x, self.num_nodes, self.num_features)
         matrices = self.diffusion.matrices()
         horizon = x.size(1)
-        sequence = x.permute(2, 1, 0, 3).contiguous()  # (N, L, B, F)
         # The encoder has no feedback, so it runs layer by layer over the whole window.
+        sequence = _to_node_major(x)  # (N, F, L, B)
         states = []
         for cell in self.encoder:
             sequence, last = cell(sequence, matrices=matrices)
@@ -180,23 +227,25 @@ class DCRNN(nn.Module):
 
         teacher = None
         if self.training and self.scheduled_sampling and y is not None:
-            teacher = y.permute(2, 1, 0, 3)  # (N, L, B, F)
+            teacher = _to_node_major(y)  # (N, F, L, B)
             probability = self.teacher_forcing_probability()
-        decoder_input = x.new_zeros(self.num_nodes, x.size(0), self.num_features)  # GO
+        decoder_input = x.new_zeros(self.num_nodes, self.num_features, x.size(0))  # GO
         predictions = []
         for t in range(horizon):
             layer_input = decoder_input
             for i, cell in enumerate(self.decoder):
-                projected = cell.project_inputs(layer_input.unsqueeze(1), matrices)[0]
+                projected = cell.project_inputs(layer_input.unsqueeze(2), matrices)[:, :, 0]
                 states[i] = cell.step(projected, states[i], matrices)
                 layer_input = states[i]
-            prediction = self.projection(layer_input)  # (N, B, F)
+            # Linear(hidden -> F) on the (N, hidden, B) layout.
+            prediction = _NodeBatchedProduct.apply(self.projection.weight, layer_input) \
+                + self.projection.bias[:, None]
             predictions.append(prediction)
             use_truth = teacher is not None and float(torch.rand(())) < probability
-            decoder_input = teacher[:, t] if use_truth else prediction
+            decoder_input = teacher[:, :, t] if use_truth else prediction
         if self.training:
             self.batches_seen += 1
-        return torch.stack(predictions, dim=1).permute(2, 1, 0, 3).contiguous()  # (B, L, N, F)
+        return _from_node_major(torch.stack(predictions, dim=2))
 
     def get_extra_state(self) -> dict:
         return {"batches_seen": self.batches_seen}

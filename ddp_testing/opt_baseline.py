@@ -1,0 +1,11 @@
+"""Standard DDP baseline (global shuffling) for opt_pems_ddp.py, mode dask: `python ddp_testing/opt_baseline.py --help` lists the flags (docs/distributed.md)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from pgti.distributed.driver import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main("opt_baseline.py"))

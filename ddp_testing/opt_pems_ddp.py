@@ -1,0 +1,11 @@
+"""Generalised distributed index-batching with batch-level shuffling, modes dask | dask-index: `python ddp_testing/opt_pems_ddp.py --help` lists the flags (docs/distributed.md)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from pgti.distributed.driver import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main("opt_pems_ddp.py"))

@@ -1,0 +1,131 @@
+"""Writing results: CSV, a markdown page (command, machine, date, tables), bar charts, and the
+target lines (``PASS``/``MISS``) that the scripts print."""
+
+from __future__ import annotations
+
+import csv
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from pgti.bench.machine import machine_line
+
+
+def command_line(script: str, argv: Sequence[str]) -> str:
+    """The command as typed from the repository root."""
+    path = Path(script)
+    try:
+        path = path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    return shlex.join(["python", str(path), *argv])
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+
+def target_line(label: str, measured: str, target: str, ok: bool | None) -> str:
+    return f"target {label}: {measured} (target {target}) {verdict(ok)}"
+
+
+def write_csv(path: Path, rows: list[dict], columns: Sequence[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _csv_value(row.get(c)) for c in columns})
+
+
+def _csv_value(value):
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
+
+
+def markdown_table(rows: list[dict], columns: Sequence[tuple[str, str]]) -> str:
+    """``columns``: (key, header) pairs; values are shown as they are (format them first)."""
+    head = "| " + " | ".join(h for _, h in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(_cell(row.get(k)) for k, _ in columns) + " |" for row in rows]
+    return "\n".join([head, rule, *body])
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    return str(value).replace("|", "\\|")
+
+
+def write_markdown(path: Path, title: str, command: str, machine: dict, sections: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"# {title}",
+        "",
+        f"- command: `{command}`",
+        f"- machine: {machine_line(machine)}",
+        f"- date: {machine['date']}",
+        "",
+    ]
+    path.write_text("\n".join(lines) + "\n\n".join(sections).rstrip() + "\n")
+
+
+def fmt(value: float | None, spec: str = ".3g", unit: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{unit}"
+
+
+def bar_chart(path: Path, groups: list[str], series: dict[str, list[float | None]], *, ylabel: str,
+              title: str, log: bool = False, notes: dict[tuple[str, str], str] | None = None) -> None:
+    """Grouped bars: one group per entry of ``groups``, one bar per key of ``series``. A missing
+    value (None) leaves a gap labelled with ``notes[(group, key)]`` if given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    notes = notes or {}
+    keys = list(series)
+    width = 0.8 / max(1, len(keys))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) * max(1, len(keys)) / 3), 4.2))
+    present = [v for vals in series.values() for v in vals if v]
+    floor = min(present) if present else 1.0
+    for i, key in enumerate(keys):
+        xs = [g + (i - (len(keys) - 1) / 2) * width for g in range(len(groups))]
+        vals = series[key]
+        ax.bar([x for x, v in zip(xs, vals) if v], [v for v in vals if v], width, label=key)
+        for x, v, group in zip(xs, vals, groups):
+            if not v and (group, key) in notes:
+                ax.text(x, floor if present else 0.02, notes[(group, key)], rotation=90, ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if log and present:
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=floor / 2)
+    if not present:
+        ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def log(message: str = "") -> None:
+    print(message, flush=True)
+
+
+def warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

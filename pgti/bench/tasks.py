@@ -1,0 +1,271 @@
+"""What a fresh benchmark process does (run by :mod:`pgti.bench.child`, started by
+:func:`pgti.bench.runner.run_task`). Each task returns a JSON-serialisable dict.
+
+- ``generate``: write a synthetic dataset (so the parent never holds its arrays).
+- ``memory``: peak RSS above the idle interpreter over preprocessing plus a pass over training
+  batches (batch assembly only, or forward/backward of a model), and the time of each part.
+- ``rates``: batch-assembly rates side by side in one process: our index batching, the peer's
+  ``IndexDataset`` + default ``DataLoader`` collate (on our float32 series, and on the array
+  its loader builds), and plain tensor copies of the same bytes out of the series.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from pgti.bench.rss import PeakRss
+from pgti.data.loader import prepare
+from pgti.data.windows import num_windows, split_windows
+from pgti.datasets.formats import load_raw
+
+MEMORY_MODES = ("base", "index", "lazy-index", "gpu-index", "peer")
+
+
+def task_generate(name: str, data_dir: str, nodes: int | None, timesteps: int | None, seed: int = 0) -> dict:
+    from pgti.datasets.synthetic import generate
+
+    t0 = time.perf_counter()
+    paths = generate(name, data_dir, nodes=nodes, timesteps=timesteps, seed=seed, progress=False)
+    return {"paths": [str(p) for p in paths], "seconds": time.perf_counter() - t0}
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+
+
+class _PeerData:
+    """The peer's training batches and what a training step needs, with our split and graph."""
+
+    def __init__(self, dataset: str, data_dir: str, batch_size: int, seed: int):
+        from pgti.bench.peer import peer_loader, peer_series
+
+        self.raw = raw = load_raw(dataset, data_dir)
+        self.lags = raw.spec.lags
+        split = split_windows(num_windows(raw.num_timesteps, self.lags, raw.rows.source))
+        self.series = peer_series(raw)
+        self.loader = peer_loader(self.series, split.starts("train"), self.lags, batch_size, seed=seed)
+        self.num_nodes = raw.num_nodes
+        self.num_features = self.series.shape[-1]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.series.nbytes)
+
+
+def task_memory(
+    dataset: str,
+    data_dir: str,
+    mode: str,
+    batch_size: int = 64,
+    max_batches: int | None = None,
+    train: bool = False,
+    model: str = "dcrnn-cell",
+    seed: int = 0,
+    threads: int | None = None,
+) -> dict:
+    """Peak memory of ``mode`` over preprocessing + ``max_batches`` training batches (all if None)."""
+    if mode not in MEMORY_MODES:
+        raise ValueError(f"unknown mode {mode!r}")
+    _set_threads(threads)
+    gpu = mode == "gpu-index"
+    if mode == "peer":
+        from pgti.bench.peer import index_dataset_class
+
+        index_dataset_class()  # import PGT before the baseline, as the other modes import pgti
+    if train:
+        from pgti.engine.metrics import TargetUnits
+        from pgti.engine.trainer import Trainer
+        from pgti.nn import build_model
+    torch.manual_seed(seed)
+
+    with PeakRss(gpu=gpu) as rss:
+        t0 = time.perf_counter()
+        if mode == "peer":
+            data = _PeerData(dataset, data_dir, batch_size, seed)
+            batches = itertools.islice(data.loader, max_batches)
+            storage_bytes, lags = data.nbytes, data.lags
+            edge_index = torch.from_numpy(data.raw.edge_index)
+            edge_weight = torch.from_numpy(data.raw.edge_weight)
+            if train:
+                units = TargetUnits(torch.tensor(0.0), torch.tensor(1.0), None)
+                batches = ((x.float(), y.float()) for x, y in batches)  # the model is float32
+        else:
+            data = prepare(dataset, data_dir, "index" if gpu else mode, gpu=gpu)
+            batches = data.batches("train", batch_size, shuffle=True, seed=seed, max_batches=max_batches)
+            storage_bytes, lags = data.storage.nbytes, data.lags
+            edge_index, edge_weight = data.edge_index, data.edge_weight
+            if train:
+                units = TargetUnits.of(data)
+        if gpu:
+            torch.cuda.synchronize()
+        prep_s = time.perf_counter() - t0
+
+        t1 = time.perf_counter()
+        n_batches = 0
+        if train:
+            net = build_model(model, num_nodes=data.num_nodes, num_features=data.num_features,
+                              edge_index=edge_index, edge_weight=edge_weight)
+            device = torch.device("cuda") if gpu else torch.device("cpu")
+            trainer = Trainer(net.to(device), units.to(device), lags, device=device)
+            counted = _counting(batches)
+            trainer.train_epoch(counted, total=max_batches or 0)
+            n_batches = counted.count
+        else:
+            for _ in batches:
+                n_batches += 1
+        if gpu:
+            torch.cuda.synchronize()
+        batches_s = time.perf_counter() - t1
+        shape = (data.raw.num_timesteps, data.num_nodes, data.num_features)
+        data.raw.close()
+    return {
+        "dataset": dataset,
+        "mode": mode,
+        "num_timesteps": shape[0],
+        "num_nodes": shape[1],
+        "num_features": shape[2],
+        "lags": lags,
+        "series_bytes": shape[0] * shape[1] * shape[2] * 4,
+        "storage_bytes": storage_bytes,
+        "batch_size": batch_size,
+        "batches": n_batches,
+        "train": train,
+        "model": model if train else None,
+        "prep_s": prep_s,
+        "batches_s": batches_s,
+        "threads": torch.get_num_threads(),
+        **rss.as_dict(),
+    }
+
+
+class _counting:
+    def __init__(self, it):
+        self.it, self.count = it, 0
+
+    def __iter__(self):
+        for item in self.it:
+            self.count += 1
+            yield item
+
+
+def _time_batches(batches, k: int) -> float:
+    t0 = time.perf_counter()
+    n = 0
+    for _ in itertools.islice(batches, k):
+        n += 1
+    elapsed = time.perf_counter() - t0
+    if n != k:
+        raise RuntimeError(f"expected {k} batches, got {n}")
+    return elapsed
+
+
+def task_rates(
+    dataset: str,
+    data_dir: str,
+    batch_size: int = 64,
+    batches: int = 200,
+    trials: int = 5,
+    seed: int = 0,
+    threads: int | None = None,
+    peer_layout: bool = True,
+) -> dict:
+    """Batches per second of each way of assembling the same (B, L, N, F) batches, interleaved
+    trial by trial (the order rotates) so that a noisy machine affects them alike."""
+    from pgti.bench.peer import peer_loader, peer_series
+
+    _set_threads(threads)
+    data = prepare(dataset, data_dir, "index")
+    series, lags = data.storage.series, data.lags
+    starts = data.split.starts("train")
+    k = max(1, min(batches, len(starts) // batch_size))
+    rows = batch_size * lags
+    blocks = _copy_blocks(rows, series.shape[0])
+    series_np = series.numpy()
+
+    def index_batches(trial):
+        return data.batches("train", batch_size, shuffle=True, seed=seed, epoch=trial)
+
+    def peer_same(trial):
+        return iter(peer_loader(series_np, starts, lags, batch_size, seed=seed + trial))
+
+    own = peer_series(data.raw) if peer_layout else None
+
+    def peer_own(trial):
+        return iter(peer_loader(own, starts, lags, batch_size, seed=seed + trial))
+
+    def memcpy(trial):
+        """X and Y as clones of random contiguous blocks of B x L rows in all (the same bytes)."""
+        g = torch.Generator().manual_seed(seed + trial)
+        while True:
+            out = []
+            for _ in range(2):  # X, Y
+                parts = []
+                for length in blocks:
+                    a = int(torch.randint(0, series.shape[0] - length + 1, (1,), generator=g))
+                    parts.append(series[a : a + length].clone())
+                out.append(parts)
+            yield out
+
+    contestants = {"index": index_batches, "peer_same_data": peer_same, "memcpy": memcpy}
+    if own is not None:
+        contestants["peer_own_layout"] = peer_own
+    names = list(contestants)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for trial in range(trials):
+        order = names[trial % len(names):] + names[: trial % len(names)]
+        for name in order:
+            it = contestants[name](trial)
+            _time_batches(it, min(2, k))  # warm-up: first-touch, allocator, iterator set-up
+            it = contestants[name](trial)
+            rates[name].append(k / _time_batches(it, k))
+    bandwidth = _memcpy_bandwidth()
+    batch_bytes = 2 * rows * series.shape[1] * series.shape[2] * 4
+    result = {
+        "dataset": dataset,
+        "num_timesteps": int(series.shape[0]),
+        "num_nodes": int(series.shape[1]),
+        "num_features": int(series.shape[2]),
+        "lags": lags,
+        "batch_size": batch_size,
+        "batches_per_trial": k,
+        "trials": trials,
+        "batch_bytes": batch_bytes,
+        "peer_own_dtype": None if own is None else str(own.dtype),
+        "peer_own_contiguous": None if own is None else bool(own.flags["C_CONTIGUOUS"]),
+        "large_copy_bytes_per_s": bandwidth,
+        "threads": torch.get_num_threads(),
+    }
+    for name in names:
+        result[f"{name}_batches_per_s"] = statistics.median(rates[name])
+        result[f"{name}_all"] = rates[name]
+    data.raw.close()
+    return result
+
+
+def _copy_blocks(rows: int, num_timesteps: int) -> list[int]:
+    """Lengths of contiguous blocks that add up to ``rows`` rows, none longer than the series."""
+    full, rest = divmod(rows, num_timesteps)
+    return [num_timesteps] * full + ([rest] if rest else [])
+
+
+def _memcpy_bandwidth(target_bytes: int = 256 << 20, trials: int = 5) -> float:
+    """Bytes per second of a large copy into a preallocated tensor (median): this machine's
+    copy bandwidth, without the page faults of fresh allocations."""
+    src = torch.ones(target_bytes // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = []
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        times.append(time.perf_counter() - t0)
+    return target_bytes / statistics.median(times)
+
+
+TASKS = {"generate": task_generate, "memory": task_memory, "rates": task_rates}

@@ -1,0 +1,273 @@
+"""One DDP rank, run as a Dask task on its worker: :func:`train_rank`.
+
+The task secedes from the worker's thread pool first: training runs for the whole job, and the
+worker's thread must stay free for the cluster's own tasks (serving the chunks of the series or
+of the windows that this worker holds to the other ranks).
+
+Then: join the process group (gloo on CPU, NCCL on GPUs) through a TCPStore that rank 0 opens
+on a free port of its own host, and whose port reaches the other ranks through a Dask
+``Variable``; build this rank's storage and batch plan; train with the single-node ``Trainer``
+and ``fit`` (the model wrapped in DDP, metric sums all-reduced); evaluate; leave the process
+group on every way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from pgti.data.loader import PreparedData
+from pgti.data.storage import IndexStorage
+from pgti.data.windows import SPLITS
+from pgti.distributed.cluster import Slot, select_gpu, worker_outgoing_bytes
+from pgti.distributed.plans import RankPlan, Sharding
+from pgti.distributed.samplers import partition_bounds
+from pgti.distributed.storage import (
+    DaskSeriesStorage,
+    DaskWindowStorage,
+    LocalStorage,
+    SlabStorage,
+)
+from pgti.engine.metrics import TargetUnits
+from pgti.engine.run import seed_everything
+from pgti.engine.trainer import CHECKPOINT, Trainer, fit, load_checkpoint
+from pgti.nn import build_model
+from pgti.observability.monitor import MemoryMonitor
+from pgti.observability.outputs import EPOCH_COLUMNS, EPOCHS_FILE, CsvAppender
+
+LAYOUTS = ("windows", "local-index", "series", "slab")
+
+
+@dataclass
+class RankJob:
+    """Everything a rank needs; pickled once per rank into its Dask task."""
+
+    job_id: str
+    args: argparse.Namespace
+    label: str  # e.g. "opt-dask-index": the mode as written to stats.csv
+    layout: str  # where the series lives (LAYOUTS)
+    policy: str  # sharding policy (plans.POLICIES)
+    data: PreparedData  # no storage; no file reader where the series is in the cluster
+    run_dir: str
+    world: int
+    master_host: str  # rank 0's host: its TCPStore listens there
+    datasets: dict[str, str]  # published Dask datasets: "x"/"y" (windows) or "series"
+    resume: str | None = None
+    fail_after: tuple[int, int, int] | None = None  # tests: (rank, epoch, batches) -> os._exit
+
+    @property
+    def topic(self) -> str:
+        return f"pgti-log-{self.job_id}"
+
+
+def system_stats_file(rank: int) -> str:
+    return f"system_stats_rank{rank}.csv"
+
+
+def train_rank(job: RankJob, slot: Slot) -> dict:
+    from distributed import get_client, secede
+
+    secede()
+    client = get_client()
+    args, rank = job.args, slot.rank
+    run_dir = Path(job.run_dir)
+    log = _logger(job, rank)
+    with MemoryMonitor(run_dir / system_stats_file(rank), phase="preprocessing") as monitor:
+        t0 = time.perf_counter()
+        sent = _Counter()
+        device = _device(args.gpu, slot)
+        _join_process_group(job, slot, device, client)
+        try:
+            data = job.data
+            data.device = device
+            storages = _storages(job, slot, device, client)
+            sharding = Sharding(job.policy, data.split, job.world, rank, args.batch_size, args.seed,
+                                args.max_batches)
+            plan = RankPlan(sharding, storages, device, on_batch=_failure_hook(job, rank))
+            seed_everything(args.seed)
+            model = build_model(args.model, num_nodes=data.num_nodes, num_features=data.num_features,
+                                edge_index=data.edge_index, edge_weight=data.edge_weight).to(device)
+            ddp = _wrap_ddp(model, device)
+            trainer = Trainer(ddp, TargetUnits.of(data), data.lags, lr=args.lr, device=device,
+                              progress=False, reduce=_all_reduce_sum)
+            start_epoch, history = 0, []
+            if job.resume:
+                start_epoch, history = load_checkpoint(Path(job.resume), trainer)
+            dist.barrier()
+            preprocessing = time.perf_counter() - t0
+            transfers = [{"phase": "preprocessing", "epoch": None, "bytes": sent.take()}]
+            log(f"ready on {slot.host} ({device}) after {preprocessing:.1f} s; "
+                f"{plan.num_batches('train')} training batches per epoch per rank")
+
+            monitor.set_phase("training")
+            epochs_csv = CsvAppender(run_dir / EPOCHS_FILE, EPOCH_COLUMNS) if rank == 0 else None
+
+            def on_epoch(row: dict) -> None:
+                dist.barrier()  # every rank has finished the epoch's transfers
+                transfers.append({"phase": "epoch", "epoch": row["epoch"], "bytes": sent.take()})
+                if epochs_csv is not None:
+                    epochs_csv.append({**row, "max_process_mem": monitor.peak_process_mb})
+
+            t1 = time.perf_counter()
+            history = fit(trainer, plan, epochs=args.epochs, start_epoch=start_epoch, history=history,
+                          on_epoch=on_epoch, checkpoint=run_dir / CHECKPOINT if rank == 0 else None, log=log)
+            training = time.perf_counter() - t1
+
+            monitor.set_phase("evaluation")
+            test = trainer.evaluate(plan.batches("test", 0), plan.num_batches("test"), "test").report("test_")
+            dist.barrier()
+            transfers.append({"phase": "evaluation", "epoch": None, "bytes": sent.take()})
+            digest = _parameter_digest(model)
+            if epochs_csv is not None:
+                epochs_csv.close()
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+    return {
+        "rank": rank,
+        "address": slot.address,
+        "host": slot.host,
+        "local_rank": slot.local_rank,
+        "pid": os.getpid(),
+        "device": str(device),
+        "preprocessing": preprocessing,
+        "training": training,
+        "history": history if rank == 0 else None,
+        "test": test,
+        "memory": monitor.stats_fields(),
+        "transfers": transfers,
+        "batches": {s: plan.num_batches(s) for s in SPLITS},
+        "parameters": digest,
+    }
+
+
+# --- pieces ------------------------------------------------------------------------------------
+
+
+class _Counter:
+    """Bytes this worker has sent (Dask's counter) since the last ``take``."""
+
+    def __init__(self):
+        self.mark = worker_outgoing_bytes()
+
+    def take(self) -> int:
+        now = worker_outgoing_bytes()
+        delta, self.mark = now - self.mark, now
+        return delta
+
+
+def _logger(job: RankJob, rank: int):
+    """Rank 0's messages go to the client through a Dask event topic (they reach it from any
+    node); the other ranks stay silent."""
+    if rank != 0:
+        return lambda message: None
+    from distributed import get_worker
+
+    worker = get_worker()
+    return lambda message: worker.log_event(job.topic, f"[rank 0] {message}")
+
+
+def _device(gpu: bool, slot: Slot) -> torch.device:
+    if not gpu:
+        return torch.device("cpu")
+    index = select_gpu(slot, torch.cuda.device_count())
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def _join_process_group(job: RankJob, slot: Slot, device: torch.device, client) -> None:
+    from distributed import Variable
+
+    seconds = float(job.args.dist_timeout)
+    timeout = datetime.timedelta(seconds=seconds)
+    port = Variable(f"pgti-store-{job.job_id}", client=client)
+    if slot.rank == 0:
+        # Port 0: the OS picks a free port on rank 0's host, per job.
+        store = dist.TCPStore(job.master_host, 0, job.world, is_master=True, timeout=timeout,
+                              wait_for_workers=False)
+        port.set(store.port)
+    else:
+        store = dist.TCPStore(job.master_host, int(port.get(timeout=seconds)), job.world,
+                              is_master=False, timeout=timeout)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, store=store, rank=slot.rank, world_size=job.world, timeout=timeout)
+    if slot.rank == 0:
+        port.delete()
+
+
+def _wrap_ddp(model: torch.nn.Module, device: torch.device):
+    """DDP without the per-forward buffer broadcast: the buffers (the graph's supports) are
+    constants, and without a collective per forward, ranks may evaluate different numbers of
+    batches. torch >= 2.13 names the switch ``forward_sync_buffers``; older ones
+    ``broadcast_buffers``."""
+    import inspect
+
+    ddp = torch.nn.parallel.DistributedDataParallel
+    switch = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp.__init__).parameters
+              else "broadcast_buffers")
+    return ddp(model, device_ids=[device.index] if device.type == "cuda" else None, **{switch: False})
+
+
+def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    dist.all_reduce(t)
+    return t
+
+
+def _storages(job: RankJob, slot: Slot, device: torch.device, client) -> dict:
+    """This rank's storage per split."""
+    data, lags = job.data, job.data.lags
+    if job.layout == "local-index":
+        # Every rank reads and normalises the whole series into its own memory (or GPU).
+        shared = LocalStorage(IndexStorage(data.raw.rows, data.features, lags, device))
+        data.raw.rows.close()
+        return dict.fromkeys(SPLITS, shared)
+    if job.layout == "windows":
+        shared = DaskWindowStorage(client, client.get_dataset(job.datasets["x"]),
+                                   client.get_dataset(job.datasets["y"]))
+        return dict.fromkeys(SPLITS, shared)
+    series = client.get_dataset(job.datasets["series"])
+    if job.layout == "series":
+        return dict.fromkeys(SPLITS, DaskSeriesStorage(client, series, lags))
+    if job.layout == "slab":
+        # Only this rank's partition of each split, plus the 2L - 1 rows its last windows reach.
+        storages = {}
+        for split in SPLITS:
+            bounds = partition_bounds(data.split.size(split), job.world)
+            first = int(data.split.starts(split)[0])
+            a, b = first + int(bounds[slot.rank]), first + int(bounds[slot.rank + 1]) + 2 * lags - 1
+            slab = client.compute(series[a:b]).result()
+            storages[split] = LocalStorage(SlabStorage(slab, a, lags, device))
+        return storages
+    raise ValueError(f"unknown layout {job.layout!r}")
+
+
+def _failure_hook(job: RankJob, rank: int):
+    """Tests: end this worker's process abruptly after K training batches of epoch E."""
+    if job.fail_after is None or job.fail_after[0] != rank:
+        return None
+    _, epoch, count = job.fail_after
+
+    def hook(split: str, e: int, i: int) -> None:
+        if split == "train" and e == epoch and i == count:
+            sys.stderr.flush()
+            os._exit(3)
+
+    return hook
+
+
+def _parameter_digest(model: torch.nn.Module) -> str:
+    """Fingerprint of the parameters: replicas that stayed in sync have the same one."""
+    h = hashlib.sha256()
+    for p in model.parameters():
+        h.update(np.ascontiguousarray(p.detach().cpu().numpy()).tobytes())
+    return h.hexdigest()[:16]

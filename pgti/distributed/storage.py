@@ -1,0 +1,216 @@
+"""Where the series lives in a distributed run, and how a rank gets its batches from there.
+
+Cluster side (built by the client, computed by the workers, kept in their memory):
+
+- :func:`feature_series`: the (T, N, F) float32 feature series as a chunked ``dask.array``, each
+  chunk read from the file and built by the run's own :class:`~pgti.data.features.FeatureBuilder`
+  (same statistics, same features, bit for bit, as every single-node storage).
+- :func:`window_arrays`: every (input, target) window pair materialised from it, (n, L, N, F)
+  twice, chunked by windows: the standard DDP baseline ("dask" mode), 2L times the series.
+
+Rank side (each has ``request(starts) -> pending`` and ``pending.result() -> (X, Y)``, so a plan
+can ask for batch i + 1 while batch i trains):
+
+- :class:`DaskWindowStorage`: fetches a batch's window pairs from the cluster.
+- :class:`DaskSeriesStorage`: fetches only the series rows a batch's windows cover, once each.
+- :class:`SlabStorage`: a local slab of the series (a partition plus its halo), index-batched.
+- :class:`LocalStorage`: any single-node storage (``IndexStorage``), gathered on the spot.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pgti.data.features import FeatureBuilder
+from pgti.data.storage import IndexStorage
+from pgti.datasets.formats import ArrayRows, RowReader
+
+CHUNK_BYTES = 64 << 20  # upper bound on one chunk of the cluster's arrays
+CHUNKS_PER_WORKER = 4  # at least this many chunks per worker, so data spreads over the cluster
+
+
+def chunk_length(total: int, item_bytes: int, workers: int) -> int:
+    """Rows per chunk: at most CHUNK_BYTES, and enough chunks to give each worker several."""
+    by_bytes = max(1, CHUNK_BYTES // max(1, item_bytes))
+    by_spread = max(1, -(-total // (CHUNKS_PER_WORKER * max(1, workers))))
+    return min(by_bytes, by_spread)
+
+
+class SlabRows:
+    """A RowReader over rows [offset, offset + len(values)) of a series, addressed by their
+    global time steps (what a chunk task carries when the series is in memory, not in a file)."""
+
+    def __init__(self, values: np.ndarray, offset: int, source: str, num_timesteps: int):
+        self.values = values
+        self.offset = offset
+        self.source = source
+        self.num_timesteps = num_timesteps
+        self.num_nodes = values.shape[1]
+
+    def read(self, t0: int, t1: int) -> np.ndarray:
+        if t0 < self.offset or t1 > self.offset + len(self.values):
+            raise IndexError(f"rows {t0}..{t1} are outside this slab "
+                             f"({self.offset}..{self.offset + len(self.values)}) of {self.source}")
+        return self.values[t0 - self.offset : t1 - self.offset]
+
+    def close(self) -> None:
+        pass
+
+
+class RowShape:
+    """Stands in for a RowReader on ranks that never read the file (the series is in the
+    cluster): the shape and source only."""
+
+    def __init__(self, rows: RowReader):
+        self.num_timesteps, self.num_nodes, self.source = rows.num_timesteps, rows.num_nodes, rows.source
+
+    def read(self, t0: int, t1: int) -> np.ndarray:
+        raise RuntimeError(f"{self.source}: this rank reads the series from the Dask cluster, not the file")
+
+    def close(self) -> None:
+        pass
+
+
+# --- cluster side ------------------------------------------------------------------------------
+
+
+def _feature_rows(rows: RowReader, features: FeatureBuilder, t0: int, t1: int) -> np.ndarray:
+    return features.build(rows.read(t0, t1), t0)
+
+
+def feature_series(rows: RowReader, features: FeatureBuilder, workers: int):
+    """The (T, N, F) float32 feature series as a lazy dask array, chunked along time.
+
+    File-backed readers (HDF5) travel to the workers by path and each chunk is read there; an
+    in-memory series (the JSON datasets) is cut into one slab per chunk.
+    """
+    import dask
+    import dask.array as da
+
+    t, n, f = rows.num_timesteps, rows.num_nodes, features.num_features
+    step = chunk_length(t, n * f * 4, workers)
+    shared_features = dask.delayed(features, pure=True)  # one node of the graph, not one per chunk
+    blocks = []
+    for t0 in range(0, t, step):
+        t1 = min(t0 + step, t)
+        source = SlabRows(rows.read(t0, t1), t0, rows.source, t) if isinstance(rows, ArrayRows) else rows
+        block = dask.delayed(_feature_rows, pure=True)(source, shared_features, t0, t1)
+        blocks.append(da.from_delayed(block, shape=(t1 - t0, n, f), dtype=np.float32))
+    return da.concatenate(blocks, axis=0)
+
+
+def _window_block(slab: np.ndarray, lags: int, count: int, shift: int) -> np.ndarray:
+    """``count`` windows of ``lags`` rows starting at slab rows shift, shift + 1, ...:
+    (count, L, N, F), as BaseStorage materialises them."""
+    view = np.lib.stride_tricks.sliding_window_view(slab, lags, axis=0)  # (rows - L + 1, N, F, L)
+    return np.ascontiguousarray(view[shift : shift + count].transpose(0, 3, 1, 2))
+
+
+def window_arrays(series, lags: int, num_windows: int, workers: int):
+    """(X, Y): X[s] = series[s : s + L], Y[s] = series[s + L : s + 2L] for s < num_windows,
+    each a lazy (num_windows, L, N, F) dask array chunked by windows."""
+    import dask
+    import dask.array as da
+
+    _, n, f = series.shape
+    step = chunk_length(num_windows, lags * n * f * 4, workers)
+    xs, ys = [], []
+    for w0 in range(0, num_windows, step):
+        w1 = min(w0 + step, num_windows)
+        slab = series[w0 : w1 + 2 * lags - 1]  # the rows these windows cover
+        shape = (w1 - w0, lags, n, f)
+        xs.append(da.from_delayed(dask.delayed(_window_block, pure=True)(slab, lags, w1 - w0, 0),
+                                  shape=shape, dtype=np.float32))
+        ys.append(da.from_delayed(dask.delayed(_window_block, pure=True)(slab, lags, w1 - w0, lags),
+                                  shape=shape, dtype=np.float32))
+    return da.concatenate(xs, axis=0), da.concatenate(ys, axis=0)
+
+
+# --- rank side ---------------------------------------------------------------------------------
+
+
+class _Ready:
+    def __init__(self, batch):
+        self.batch = batch
+
+    def result(self):
+        return self.batch
+
+
+class _Fetching:
+    """A batch on its way from the cluster: ``futures`` resolve to arrays, ``finish`` makes (X, Y)."""
+
+    def __init__(self, futures, finish):
+        self.futures, self.finish = futures, finish
+
+    def result(self):
+        return self.finish(*[f.result() for f in self.futures])
+
+
+class LocalStorage:
+    """Batches from a single-node storage held by this rank (``IndexStorage``, ``SlabStorage``)."""
+
+    def __init__(self, storage):
+        self.storage = storage
+        self.device = storage.device
+
+    def request(self, starts: np.ndarray):
+        return _Ready(self.storage.gather(torch.from_numpy(starts)))
+
+
+class DaskWindowStorage:
+    """Window pairs materialised in the cluster; each batch is fetched from the workers that hold
+    its windows (``x[starts]``, ``y[starts]``, one computation)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, client, x, y):
+        self.client, self.x, self.y = client, x, y
+
+    def request(self, starts: np.ndarray):
+        order = np.argsort(starts, kind="stable")
+        ordered = starts[order]
+        back = np.argsort(order, kind="stable")  # undo the sort: the batch keeps its sampler order
+        futures = self.client.compute([self.x[ordered], self.y[ordered]])
+        return _Fetching(futures, lambda x, y: (torch.from_numpy(x[back]), torch.from_numpy(y[back])))
+
+
+class DaskSeriesStorage:
+    """The series held once in the cluster; a batch fetches each row its windows cover once,
+    and its windows are cut locally."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, client, series, lags: int):
+        self.client, self.series, self.lags = client, series, lags
+        self._span = np.arange(2 * lags)
+
+    def request(self, starts: np.ndarray):
+        rows = np.unique(starts[:, None] + self._span)  # sorted, each row once
+        # Row s + k of a window sits at position(s) + k: all 2L rows of a window are in ``rows``.
+        index = np.searchsorted(rows, starts)[:, None] + self._span
+        lags = self.lags
+
+        def finish(block):
+            windows = torch.from_numpy(block[index])  # (B, 2L, N, F)
+            return windows[:, :lags].contiguous(), windows[:, lags:].contiguous()
+
+        return _Fetching(self.client.compute([self.series[rows]]), finish)
+
+
+class SlabStorage(IndexStorage):
+    """Index-batching over a slab of the series, rows [offset, offset + len(slab)): a rank's
+    partition of the windows plus their halo of 2L - 1 rows. Batches are gathered exactly as
+    ``IndexStorage`` gathers them; starts are global."""
+
+    def __init__(self, slab: np.ndarray, offset: int, lags: int, device="cpu"):
+        # The rows come built from the cluster, so IndexStorage's file-reading constructor is skipped.
+        self.lags = lags
+        self.device = torch.device(device)
+        self.series = torch.from_numpy(slab).to(self.device)
+        self.offset = offset
+        self._offsets = torch.arange(lags, device=self.device)
+
+    def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return super().gather(torch.as_tensor(starts, device=self.device) - self.offset)
