@@ -1,4 +1,7 @@
-"""Standard DDP baseline (global shuffling) for opt_pems_ddp.py, mode dask: `python ddp_testing/opt_baseline.py --help` lists the flags (docs/distributed.md)."""
+"""Standard DDP baseline (global shuffling) for opt_pems_ddp.py, mode dask.
+
+`python ddp_testing/opt_baseline.py --help` lists the flags; see docs/distributed.md.
+"""
 
 import sys
 from pathlib import Path

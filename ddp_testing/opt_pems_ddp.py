@@ -1,4 +1,7 @@
-"""Generalised distributed index-batching with batch-level shuffling, modes dask | dask-index: `python ddp_testing/opt_pems_ddp.py --help` lists the flags (docs/distributed.md)."""
+"""Generalised distributed index-batching with batch-level shuffling, modes dask | dask-index.
+
+`python ddp_testing/opt_pems_ddp.py --help` lists the flags; see docs/distributed.md.
+"""
 
 import sys
 from pathlib import Path

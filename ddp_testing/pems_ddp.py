@@ -1,4 +1,7 @@
-"""Distributed DCRNN training, modes dask | index | dask-index: `python ddp_testing/pems_ddp.py --help` lists the flags (docs/distributed.md)."""
+"""Distributed DCRNN training, modes dask | index | dask-index.
+
+`python ddp_testing/pems_ddp.py --help` lists the flags; see docs/distributed.md.
+"""
 
 import sys
 from pathlib import Path

@@ -157,6 +157,7 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
             "peak_min_gib": min(r["peak_gib"] for r in ok),
             "peak_max_gib": max(r["peak_gib"] for r in ok),
             "idle_gib": report.median(r["idle_gib"] for r in ok),
+            "total_gib": report.median(r["peak_gib"] + r["idle_gib"] for r in ok),
             "prep_s": report.median(r["prep_s"] for r in ok),
             "batches": ok[0]["batches"],
             "batches_s": report.median(r["batches_s"] for r in ok),
@@ -170,8 +171,8 @@ def summarise(runs: list[dict]) -> dict[str, dict]:
 
 
 SUMMARY_HEADERS = [("mode", "mode"), ("peak", "peak above idle (MiB, median [min-max])"),
-                   ("vs_base", "vs base"), ("idle", "idle RSS (MiB)"), ("prep", "preprocessing (s)"),
-                   ("pass", "training-batch pass (s)"), ("rate", "batches/s")]
+                   ("vs_base", "vs base"), ("idle", "idle RSS (MiB)"), ("total", "total peak RSS (MiB)"),
+                   ("prep", "preprocessing (s)"), ("pass", "training-batch pass (s)"), ("rate", "batches/s")]
 
 
 def summary_rows(summary: dict[str, dict]) -> list[dict]:
@@ -185,6 +186,7 @@ def summary_rows(summary: dict[str, dict]) -> list[dict]:
             "peak": f"{s['peak_gib'] * 1024:.1f} [{s['peak_min_gib'] * 1024:.1f}-{s['peak_max_gib'] * 1024:.1f}]",
             "vs_base": report.fmt(s.get("vs_base"), ".1%"),
             "idle": f"{s['idle_gib'] * 1024:.0f}",
+            "total": f"{s['total_gib'] * 1024:.0f}",
             "prep": f"{s['prep_s']:.2f}",
             "pass": f"{s['batches_s']:.2f} ({s['batches']} batches)",
             "rate": f"{s['batches'] / s['batches_s']:.0f}" if s["batches_s"] > 0 else "-",

@@ -42,7 +42,7 @@ RUN_COLUMNS = ("dataset", "source", "nodes", "timesteps", "features", "mode", "r
                "peak_gib", "gpu_peak_gib", "idle_gib", "series_gib", "storage_gib", "estimate_gib",
                "prep_s", "batches", "batches_s", "threads", "rss_exact", "wall_s")
 SUMMARY_COLUMNS = ("dataset", "source", "nodes", "timesteps", "mode", "status", "runs", "peak_gib",
-                   "peak_min_gib", "peak_max_gib", "gpu_peak_gib", "series_gib", "estimate_gib",
+                   "peak_min_gib", "peak_max_gib", "total_gib", "gpu_peak_gib", "series_gib", "estimate_gib",
                    "vs_base", "vs_peer", "prep_s")
 
 
@@ -174,6 +174,7 @@ def summarise(runs: list[dict], datasets: list[str], modes: list[str]) -> list[d
                            peak_gib=report.median(r["peak_gib"] for r in ok),
                            peak_min_gib=min(r["peak_gib"] for r in ok),
                            peak_max_gib=max(r["peak_gib"] for r in ok),
+                           total_gib=report.median(r["peak_gib"] + r["idle_gib"] for r in ok),
                            gpu_peak_gib=report.median(r.get("gpu_peak_gib") for r in ok),
                            prep_s=report.median(r["prep_s"] for r in ok))
             else:
@@ -191,7 +192,8 @@ def summarise(runs: list[dict], datasets: list[str], modes: list[str]) -> list[d
 
 SUMMARY_HEADERS = [("dataset", "dataset"), ("size", "N x T (source)"), ("mode", "mode"),
                    ("peak", "peak above idle, GiB (median [min-max], runs)"), ("vs_base", "vs base"),
-                   ("vs_peer", "vs peer"), ("series", "float32 series GiB"), ("prep", "prep s")]
+                   ("vs_peer", "vs peer"), ("total", "total peak RSS GiB"), ("series", "float32 series GiB"),
+                   ("prep", "prep s")]
 
 
 def summary_md(summary: list[dict]) -> list[dict]:
@@ -206,6 +208,7 @@ def summary_md(summary: list[dict]) -> list[dict]:
             row["vs_base"] = report.fmt(r.get("vs_base"), ".1%")
             row["vs_peer"] = report.fmt(r.get("vs_peer"), ".1%")
             row["prep"] = report.fmt(r.get("prep_s"), ".1f")
+            row["total"] = report.fmt(r.get("total_gib"), ".3f")
         else:
             row["peak"] = r["status"]
         rows.append(row)
@@ -247,8 +250,9 @@ def target_lines(summary: list[dict], args) -> list[str]:
         base = pems.get("base")
         if base is not None:
             refused = base["status"].startswith("does not fit")
-            lines.append(report.target_line(f"PeMS base refused with its estimate{scale}", base["status"],
-                                            "does not fit (needs ~2L x the series)", refused))
+            shown = base["status"] if not refused else base["status"].split(" (keeping")[0]
+            lines.append(report.target_line(f"PeMS base refused with its estimate{scale}", shown,
+                                            "does not fit (needs ~2L x the series)", refused if full else None))
     gpu = [r for r in summary if r["mode"] == "gpu-index"]
     if gpu and all(r["status"] != "ok" for r in gpu):
         lines.append("GPU targets: not measured, no GPU on this machine")
@@ -265,7 +269,9 @@ def plot(path, summary: list[dict], args) -> None:
             r = next((r for r in summary if r["dataset"] == name and r["mode"] == mode), None)
             vals.append(None if r is None else r.get("peak_gib"))
             if r is not None and r.get("peak_gib") is None:
-                notes[(name, mode)] = r["status"].split(":")[0][:16]
+                status = r["status"]
+                notes[(name, mode)] = ("does not fit" if status.startswith("does not fit")
+                                       else "no GPU" if status.startswith("no GPU") else status.split(":")[0][:14])
         series[mode] = vals
     what = "assembly only" if args.assembly_only else f"{args.batches} training batches of {args.model}"
     report.bar_chart(path, datasets, series, ylabel="peak RSS above idle (GiB)", log=True, notes=notes,

@@ -74,6 +74,10 @@ def scheduler_file(tmp_path_factory):
             procs.append(_dask("distributed.cli.dask_worker", "--scheduler-file", str(path), "--nthreads", "1",
                                "--nworkers", "1", "--no-dashboard", "--name", f"test-{i}",
                                "--local-directory", str(d), log=d / f"worker-{i}.log"))
+        from distributed import Client
+
+        with Client(scheduler_file=str(path), timeout=30) as client:
+            client.wait_for_workers(WORLD, timeout=120)
         yield path
     finally:
         for p in reversed(procs):
@@ -288,6 +292,6 @@ def test_missing_data_file_fails_before_starting_a_cluster(tmp_path, capsys):
 def test_workers_not_arriving_is_a_clear_error(data_dir, scheduler_file, tmp_path, capsys):
     status = main("pems_ddp.py", ["--dataset", DATASET, "--data-dir", str(data_dir), "--output-dir",
                                   str(tmp_path / "run"), "--dask-cluster-file", str(scheduler_file),
-                                  "-np", "3", "--worker-timeout", "2"])
+                                  "-np", "3", "--worker-timeout", "2", "-bs", str(BATCH)])
     err = capsys.readouterr().err
     assert status == 2 and "only 2 of the 3 Dask workers" in err

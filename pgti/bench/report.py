@@ -102,7 +102,7 @@ def bar_chart(path: Path, groups: list[str], series: dict[str, list[float | None
     for i, key in enumerate(keys):
         xs = [g + (i - (len(keys) - 1) / 2) * width for g in range(len(groups))]
         vals = series[key]
-        ax.bar([x for x, v in zip(xs, vals) if v], [v for v in vals if v], width, label=key)
+        ax.bar([x for x, v in zip(xs, vals) if v], [v for v in vals if v], width, label=key, color=f"C{i}")
         for x, v, group in zip(xs, vals, groups):
             if not v and (group, key) in notes:
                 ax.text(x, floor if present else 0.02, notes[(group, key)], rotation=90, ha="center", va="bottom", fontsize=7)

@@ -148,6 +148,7 @@ class DistributedRun:
     preprocessing: float
     training: float
     total: float
+    split_sizes: dict[str, int]  # windows per split
 
 
 def run_distributed(args: argparse.Namespace, driver: Driver, *, log: Callable[[str], None] | None = None
@@ -216,7 +217,9 @@ def run_distributed(args: argparse.Namespace, driver: Driver, *, log: Callable[[
     log(f"{args.dataset} {label} x{args.npar}: test MAE {rank0['test']['test_mae']:.4f}, peak worker memory "
         f"{peak or 0:.0f} MB, Dask transfers {sum(epoch_bytes) / max(1, len(epoch_bytes)) / 2**20:.1f} MiB/epoch, "
         f"total {total:.1f} s -> {run.run_dir}")
-    return DistributedRun(run.run_dir, label, args.npar, ranks, transfers, preprocessing, rank0["training"], total)
+    sizes = {s: data.split.size(s) for s in ("train", "val", "test")}
+    return DistributedRun(run.run_dir, label, args.npar, ranks, transfers, preprocessing, rank0["training"], total,
+                          sizes)
 
 
 def _for_ranks(data: PreparedData, layout: str) -> PreparedData:
@@ -287,9 +290,10 @@ def _exception(future) -> BaseException:
         return exc
 
 
-def _first_line(exc: BaseException) -> str:
+def _first_line(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
+    line = text.splitlines()[0] if text else "(no message)"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _transfer_rows(setup_bytes: int, ranks: list[dict]) -> list[dict]:

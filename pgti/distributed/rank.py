@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gc
 import hashlib
 import os
 import sys
@@ -79,60 +80,68 @@ def train_rank(job: RankJob, slot: Slot) -> dict:
 
     secede()
     client = get_client()
-    args, rank = job.args, slot.rank
-    run_dir = Path(job.run_dir)
-    log = _logger(job, rank)
-    with MemoryMonitor(run_dir / system_stats_file(rank), phase="preprocessing") as monitor:
+    log = _logger(job, slot.rank)
+    with MemoryMonitor(Path(job.run_dir) / system_stats_file(slot.rank), phase="preprocessing") as monitor:
         t0 = time.perf_counter()
         sent = _Counter()
-        device = _device(args.gpu, slot)
-        _join_process_group(job, slot, device, client)
+        device = _device(job.args.gpu, slot)
         try:
-            data = job.data
-            data.device = device
-            storages = _storages(job, slot, device, client)
-            sharding = Sharding(job.policy, data.split, job.world, rank, args.batch_size, args.seed,
-                                args.max_batches)
-            plan = RankPlan(sharding, storages, device, on_batch=_failure_hook(job, rank))
-            seed_everything(args.seed)
-            model = build_model(args.model, num_nodes=data.num_nodes, num_features=data.num_features,
-                                edge_index=data.edge_index, edge_weight=data.edge_weight).to(device)
-            ddp = _wrap_ddp(model, device)
-            trainer = Trainer(ddp, TargetUnits.of(data), data.lags, lr=args.lr, device=device,
-                              progress=False, reduce=_all_reduce_sum)
-            start_epoch, history = 0, []
-            if job.resume:
-                start_epoch, history = load_checkpoint(Path(job.resume), trainer)
-            dist.barrier()
-            preprocessing = time.perf_counter() - t0
-            transfers = [{"phase": "preprocessing", "epoch": None, "bytes": sent.take()}]
-            log(f"ready on {slot.host} ({device}) after {preprocessing:.1f} s; "
-                f"{plan.num_batches('train')} training batches per epoch per rank")
-
-            monitor.set_phase("training")
-            epochs_csv = CsvAppender(run_dir / EPOCHS_FILE, EPOCH_COLUMNS) if rank == 0 else None
-
-            def on_epoch(row: dict) -> None:
-                dist.barrier()  # every rank has finished the epoch's transfers
-                transfers.append({"phase": "epoch", "epoch": row["epoch"], "bytes": sent.take()})
-                if epochs_csv is not None:
-                    epochs_csv.append({**row, "max_process_mem": monitor.peak_process_mb})
-
-            t1 = time.perf_counter()
-            history = fit(trainer, plan, epochs=args.epochs, start_epoch=start_epoch, history=history,
-                          on_epoch=on_epoch, checkpoint=run_dir / CHECKPOINT if rank == 0 else None, log=log)
-            training = time.perf_counter() - t1
-
-            monitor.set_phase("evaluation")
-            test = trainer.evaluate(plan.batches("test", 0), plan.num_batches("test"), "test").report("test_")
-            dist.barrier()
-            transfers.append({"phase": "evaluation", "epoch": None, "bytes": sent.take()})
-            digest = _parameter_digest(model)
-            if epochs_csv is not None:
-                epochs_csv.close()
+            _join_process_group(job, slot, device, client)
+            result = _train(job, slot, device, client, monitor, log, sent, t0)
         finally:
+            # The model, DDP and the plan are gone with _train's frame; collect them before the
+            # group goes, so that no gloo/NCCL object outlives it (or is torn down at exit).
+            gc.collect()
             if dist.is_initialized():
                 dist.destroy_process_group()
+    result["memory"] = monitor.stats_fields()
+    return result
+
+
+def _train(job: RankJob, slot: Slot, device: torch.device, client, monitor: MemoryMonitor, log,
+           sent: "_Counter", t0: float) -> dict:
+    args, rank, run_dir = job.args, slot.rank, Path(job.run_dir)
+    data = job.data
+    data.device = device
+    storages = _storages(job, slot, device, client)
+    sharding = Sharding(job.policy, data.split, job.world, rank, args.batch_size, args.seed, args.max_batches)
+    plan = RankPlan(sharding, storages, device, on_batch=_failure_hook(job, rank))
+    seed_everything(args.seed)
+    model = build_model(args.model, num_nodes=data.num_nodes, num_features=data.num_features,
+                        edge_index=data.edge_index, edge_weight=data.edge_weight).to(device)
+    trainer = Trainer(_wrap_ddp(model, device), TargetUnits.of(data), data.lags, lr=args.lr, device=device,
+                      progress=False, reduce=_all_reduce_sum)
+    start_epoch, history = 0, []
+    if job.resume:
+        start_epoch, history = load_checkpoint(Path(job.resume), trainer)
+    dist.barrier()
+    preprocessing = time.perf_counter() - t0
+    transfers = [{"phase": "preprocessing", "epoch": None, "bytes": sent.take()}]
+    log(f"ready on {slot.host} ({device}) after {preprocessing:.1f} s; "
+        f"{plan.num_batches('train')} training batches per epoch per rank")
+
+    monitor.set_phase("training")
+    epochs_csv = CsvAppender(run_dir / EPOCHS_FILE, EPOCH_COLUMNS) if rank == 0 else None
+
+    def on_epoch(row: dict) -> None:
+        dist.barrier()  # every rank has finished the epoch's transfers
+        transfers.append({"phase": "epoch", "epoch": row["epoch"], "bytes": sent.take()})
+        if epochs_csv is not None:
+            epochs_csv.append({**row, "max_process_mem": monitor.peak_process_mb})
+
+    t1 = time.perf_counter()
+    try:
+        history = fit(trainer, plan, epochs=args.epochs, start_epoch=start_epoch, history=history,
+                      on_epoch=on_epoch, checkpoint=run_dir / CHECKPOINT if rank == 0 else None, log=log)
+    finally:
+        if epochs_csv is not None:
+            epochs_csv.close()
+    training = time.perf_counter() - t1
+
+    monitor.set_phase("evaluation")
+    test = trainer.evaluate(plan.batches("test", 0), plan.num_batches("test"), "test").report("test_")
+    dist.barrier()
+    transfers.append({"phase": "evaluation", "epoch": None, "bytes": sent.take()})
     return {
         "rank": rank,
         "address": slot.address,
@@ -144,10 +153,9 @@ def train_rank(job: RankJob, slot: Slot) -> dict:
         "training": training,
         "history": history if rank == 0 else None,
         "test": test,
-        "memory": monitor.stats_fields(),
         "transfers": transfers,
         "batches": {s: plan.num_batches(s) for s in SPLITS},
-        "parameters": digest,
+        "parameters": _parameter_digest(model),
     }
 
 
@@ -245,7 +253,7 @@ def _storages(job: RankJob, slot: Slot, device: torch.device, client) -> dict:
             bounds = partition_bounds(data.split.size(split), job.world)
             first = int(data.split.starts(split)[0])
             a, b = first + int(bounds[slot.rank]), first + int(bounds[slot.rank + 1]) + 2 * lags - 1
-            slab = client.compute(series[a:b]).result()
+            slab = client.gather(client.compute(series[a:b]))
             storages[split] = LocalStorage(SlabStorage(slab, a, lags, device))
         return storages
     raise ValueError(f"unknown layout {job.layout!r}")

@@ -26,7 +26,7 @@ from pgti.datasets.registry import DATASETS, get_spec
 from pgti.engine.metrics import TargetUnits
 from pgti.engine.trainer import CHECKPOINT, SplitBatches, Trainer, fit, load_checkpoint
 from pgti.errors import InputError
-from pgti.nn import MODELS, build_model
+from pgti.nn import DEFAULT_MODEL, MODELS, build_model
 from pgti.observability.monitor import MemoryMonitor
 from pgti.observability.outputs import (
     EPOCH_COLUMNS,
@@ -40,7 +40,6 @@ from pgti.observability.outputs import (
     write_stats,
 )
 
-DEFAULT_MODEL = "pgt-dcrnn"
 
 
 def build_parser(dataset: str | None, *, prog: str | None = None, modes: Sequence[str] = MODES,
