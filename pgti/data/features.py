@@ -115,10 +115,12 @@ class FeatureBuilder:
     def num_features(self) -> int:
         return len(self.feature_names)
 
-    def build(self, raw: np.ndarray, t0: int) -> np.ndarray:
-        """(r, N) raw rows starting at time step ``t0`` -> (r, N, F) float32 features."""
+    def build(self, raw: np.ndarray, t0: int, out: np.ndarray | None = None) -> np.ndarray:
+        """(r, N) raw rows starting at time step ``t0`` -> (r, N, F) float32 features,
+        written into ``out`` when given."""
         r, n = raw.shape
-        out = np.empty((r, n, self.num_features), dtype=np.float32)
+        if out is None:
+            out = np.empty((r, n, self.num_features), dtype=np.float32)
         out[..., 0] = self.normaliser.apply(raw)
         channel = 1
         for extra in (self.time_of_day, self.day_of_week):
