@@ -46,9 +46,9 @@ def parse_args(argv):
     parser.add_argument("--nodes", type=cli.positive_int, default=None)
     parser.add_argument("--timesteps", type=cli.positive_int, default=None)
     parser.add_argument("--batch-size", type=cli.positive_int, default=64)
-    parser.add_argument("--rate-batches", type=cli.positive_int, default=200,
+    parser.add_argument("--rate-batches", type=cli.positive_int, default=500,
                         help="batches per timed trial of each assembly method")
-    parser.add_argument("--rate-trials", type=cli.positive_int, default=5)
+    parser.add_argument("--rate-trials", type=cli.positive_int, default=7)
     cli.add_common_args(parser, repeats=3)
     args = parser.parse_args(argv)
     if args.quick:

@@ -111,7 +111,9 @@ def fmt(value, spec=".1f") -> str:
         return "-"
     if isinstance(value, float) and math.isinf(value):
         return "inf"
-    return format(value, spec) if isinstance(value, (int, float)) else str(value)
+    if isinstance(value, int):
+        return str(value)
+    return format(value, spec) if isinstance(value, float) else str(value)
 
 
 def main(argv=None) -> int:

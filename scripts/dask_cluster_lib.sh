@@ -21,19 +21,16 @@ pgti_log() { echo "[pgti $(date +%H:%M:%S)] $*" >&2; }
 pgti_cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    local pid
-    for pid in "${pgti_pids[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for _ in $(seq 1 50); do  # up to 10 s for a clean shutdown, then force
-        local alive=0
-        for pid in "${pgti_pids[@]}"; do
-            kill -0 "$pid" 2>/dev/null && alive=1
+    # Newest first: the client, then the workers, the scheduler last (a worker that loses its
+    # scheduler while closing waits for it). Each gets 10 s to stop cleanly, then is killed.
+    local i pid
+    for ((i = ${#pgti_pids[@]} - 1; i >= 0; i--)); do
+        pid=${pgti_pids[$i]}
+        kill -TERM "$pid" 2>/dev/null || continue
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.2
         done
-        [ "$alive" = 0 ] && break
-        sleep 0.2
-    done
-    for pid in "${pgti_pids[@]}"; do
         kill -KILL "$pid" 2>/dev/null || true
     done
     rm -f "${SCHEDULER_FILE:-}"
@@ -107,6 +104,8 @@ pgti_start_workers() {
 }
 
 pgti_launch() {
+    # No work stealing: ranks are pinned, and a stolen batch fetch would move a whole chunk.
+    export DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING=${DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING:-False}
     SCHEDULER_FILE=${SCHEDULER_FILE:-$LOG_DIR/scheduler.json}
     SCHEDULER_TIMEOUT=${SCHEDULER_TIMEOUT:-120}
     WORKER_TIMEOUT=${WORKER_TIMEOUT:-300}
@@ -130,5 +129,8 @@ pgti_launch() {
     # shellcheck disable=SC2206
     run+=(${EXTRA_ARGS:-})
     pgti_log "client: ${run[*]}"
-    "${run[@]}"
+    # In the background, so that a signal to this script (walltime, scancel) reaches the trap now.
+    "${run[@]}" &
+    pgti_pids+=("$!")
+    wait "$!"
 }

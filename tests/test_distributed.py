@@ -54,8 +54,10 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 def _dask(module: str, *args: str, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING": "False"}  # as the launch scripts
     with open(log, "w") as out:
-        return subprocess.Popen([sys.executable, "-m", module, *args], stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", module, *args], stdout=out, stderr=subprocess.STDOUT,
+                                env=env)
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +81,15 @@ def scheduler_file(tmp_path_factory):
         with Client(scheduler_file=str(path), timeout=30) as client:
             client.wait_for_workers(WORLD, timeout=120)
         yield path
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    finally:  # workers first: a worker that loses its scheduler while closing waits for it
+        for group in (procs[1:], procs[:1]):
+            for p in group:
+                p.terminate()
+            for p in group:
+                try:
+                    p.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
 
 
 def ddp_args(driver: str, mode: str, data_dir: Path, out: Path, *extra: str):
@@ -178,6 +181,7 @@ def test_gpu_is_chosen_by_local_rank_or_by_the_devices_a_worker_sees():
 # --- every mode, on a cluster joined by scheduler file -------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("driver,mode", MODES)
 def test_each_mode_trains_and_matches_one_process_on_the_same_global_batches(
         driver, mode, data_dir, scheduler_file, tmp_path):
@@ -215,6 +219,7 @@ def test_each_mode_trains_and_matches_one_process_on_the_same_global_batches(
 # --- launch scripts: the scheduler-file path for real ------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["submit.sh", "submit_slurm.sh"])
 def test_launch_script_runs_locally_through_a_scheduler_file(script, data_dir, tmp_path):
     out, logs = tmp_path / "run", tmp_path / "logs"
@@ -232,6 +237,7 @@ def test_launch_script_runs_locally_through_a_scheduler_file(script, data_dir, t
 # --- failure: a worker dies mid-training ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_killed_worker_makes_the_client_exit_nonzero_quickly_keeping_csv_rows(data_dir, tmp_path):
     """Rank 1's process ends abruptly after 1 batch of the second epoch (a local cluster, the
     default path). The client must report it and exit non-zero, not hang in the collective."""

@@ -59,7 +59,8 @@ def check_fit(need: int, args, extra: int = 0, extra_what: str = "training") -> 
 
 
 def measure_memory(data: BenchData, mode: str, args, *, batch_size: int, max_batches: int | None,
-                   train: bool, model: str = "dcrnn-cell", repeat: int = 0, timeout: float | None = None) -> dict:
+                   train: bool, model: str = "dcrnn-cell", repeat: int = 0, timeout: float | None = None,
+                   passes: int = 1) -> dict:
     """One fresh-process memory run of ``mode`` (or its refusal), as a result row."""
     shape = data.shape
     need = shape.estimate(mode)
@@ -77,7 +78,7 @@ def measure_memory(data: BenchData, mode: str, args, *, batch_size: int, max_bat
         "memory",
         {"dataset": data.name, "data_dir": str(data.data_dir), "mode": mode, "batch_size": batch_size,
          "max_batches": max_batches, "train": train, "model": model, "seed": args.seed,
-         "threads": args.threads or None},
+         "threads": args.threads or None, "passes": passes},
         timeout=timeout, guard_bytes=int(args.guard_gib * GIB),
     )
     if not outcome.ok:
@@ -98,6 +99,7 @@ def measure_memory(data: BenchData, mode: str, args, *, batch_size: int, max_bat
         "prep_s": r["prep_s"],
         "batches": r["batches"],
         "batches_s": r["batches_s"],
+        "last_pass_s": r["pass_s"][-1],
         "batches_per_s": r["batches"] / r["batches_s"] if r["batches_s"] > 0 else None,
         "rss_exact": r["rss_exact"],
         "threads": r["threads"],

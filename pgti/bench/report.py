@@ -77,7 +77,7 @@ def write_markdown(path: Path, title: str, command: str, machine: dict, sections
         f"- date: {machine['date']}",
         "",
     ]
-    path.write_text("\n".join(lines) + "\n\n".join(sections).rstrip() + "\n")
+    path.write_text("\n".join(lines) + "\n" + "\n\n".join(sections).rstrip() + "\n")
 
 
 def fmt(value: float | None, spec: str = ".3g", unit: str = "") -> str:

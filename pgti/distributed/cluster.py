@@ -26,6 +26,11 @@ from pgti.errors import InputError
 
 DEFAULT_WORKER_TIMEOUT = 300.0  # seconds to wait for --npar workers to register
 
+# No work stealing: the ranks' tasks are pinned anyway, and a stolen batch fetch would carry the
+# whole chunk it cuts its piece from to another worker. (The launch scripts set the same through
+# DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING.)
+SCHEDULER_CONFIG = {"distributed.scheduler.work-stealing": False}
+
 
 @dataclass(frozen=True)
 class Slot:
@@ -60,6 +65,7 @@ def open_cluster(npar: int, *, gpu: bool, scheduler_file: str | None, debug: boo
     worker per GPU, with ``gpu``). Local clusters are shut down on exit; a joined cluster is left
     to the script that started it.
     """
+    import dask
     from distributed import Client, LocalCluster
 
     quiet_dask_logs(debug)
@@ -75,11 +81,12 @@ def open_cluster(npar: int, *, gpu: bool, scheduler_file: str | None, debug: boo
             stack.callback(client.close)
         else:
             level = dask_log_level(debug)
-            if gpu:
-                cluster = _local_cuda_cluster(npar, level)
-            else:
-                cluster = LocalCluster(n_workers=npar, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, silence_logs=level)
+            with dask.config.set(SCHEDULER_CONFIG):
+                if gpu:
+                    cluster = _local_cuda_cluster(npar, level)
+                else:
+                    cluster = LocalCluster(n_workers=npar, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=level)
             stack.callback(cluster.close)
             client = Client(cluster)
             stack.callback(client.close)
@@ -92,8 +99,8 @@ def _local_cuda_cluster(npar: int, level: int):
         from dask_cuda import LocalCUDACluster
     except ImportError:
         raise InputError(
-            "--gpu without --dask-cluster-file needs dask-cuda (pip install dask-cuda), "
-            "which is not installed"
+            "--gpu without --dask-cluster-file starts a dask-cuda cluster, but dask-cuda is not "
+            "installed (pip install -e '.[gpu]')"
         ) from None
     import torch
 
@@ -105,8 +112,12 @@ def _local_cuda_cluster(npar: int, level: int):
 
 
 def running_workers(client) -> dict[str, dict]:
-    """{address: info} of the workers the scheduler knows now."""
-    return dict(client.scheduler_info(n_workers=-1)["workers"])
+    """{address: info} of the workers the scheduler knows now.
+
+    Asked of the scheduler directly: ``Client.scheduler_info()`` returns a cache that the
+    client's periodic refresh may replace, at any moment, by one without per-worker entries.
+    """
+    return dict(client.sync(client.scheduler.identity, n_workers=-1)["workers"])
 
 
 def wait_for_workers(client, n: int, timeout: float, *, source: str) -> None:

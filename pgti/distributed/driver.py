@@ -12,6 +12,7 @@ dask_transfers.csv at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import time
@@ -23,10 +24,22 @@ from typing import Callable, Sequence
 
 from pgti.cli_util import add_bool_flag, run_cli
 from pgti.data.loader import PreparedData, prepare
-from pgti.distributed.cluster import DEFAULT_WORKER_TIMEOUT, open_cluster, place_ranks, running_workers, \
-    transfer_totals
+from pgti.data.windows import SPLITS
+from pgti.distributed.cluster import (
+    DEFAULT_WORKER_TIMEOUT,
+    open_cluster,
+    place_ranks,
+    running_workers,
+    transfer_totals,
+)
 from pgti.distributed.rank import RankJob, train_rank
-from pgti.distributed.storage import RowShape, feature_series, window_arrays
+from pgti.distributed.storage import (
+    RowShape,
+    feature_series,
+    partition_owners,
+    placed_series,
+    window_arrays,
+)
 from pgti.engine.run import build_parser, open_run, resolve_resume, stats_row, validate_args
 from pgti.errors import InputError
 from pgti.observability.outputs import STATS_FILE, CsvAppender, default_run_dir, write_stats
@@ -166,39 +179,50 @@ def run_distributed(args: argparse.Namespace, driver: Driver, *, log: Callable[[
     t0 = time.perf_counter()
     data = prepare(args.dataset, args.data_dir, "lazy-index", gpu=False, ratios=args.split,
                    day_of_week=args.day_of_week)
-    data.check_batch_size(args.batch_size)
-    if data.split.size("train") < args.npar:
-        raise InputError(f"-np {args.npar} ranks but only {data.split.size('train')} training windows")
+    with contextlib.closing(data):
+        data.check_batch_size(args.batch_size)
+        if data.split.size("train") < args.npar:
+            raise InputError(f"-np {args.npar} ranks but only {data.split.size('train')} training windows")
+        with open_cluster(args.npar, gpu=args.gpu, scheduler_file=args.dask_cluster_file, debug=args.debug,
+                          worker_timeout=args.worker_timeout) as client:
+            slots = place_ranks(client, args.npar)
+            job_id = uuid.uuid4().hex[:12]
+            before = sum(transfer_totals(client).values())
+            datasets = _publish(client, mode.layout, data, job_id, slots)
+            setup_bytes = sum(transfer_totals(client).values()) - before
+            client_preprocessing = time.perf_counter() - t0
+            job = RankJob(job_id, args, label, mode.layout, mode.policy, _for_ranks(data, mode.layout),
+                          str(run.run_dir), args.npar, slots[0].host, datasets,
+                          resume=str(resume) if resume else None, fail_after=args.fail_after)
+            log(f"{label}: {args.npar} ranks on {len({s.host for s in slots})} host(s); data ready in "
+                f"{client_preprocessing:.1f} s -> {run.run_dir}")
+            ranks = _train_on_workers(client, job, slots, log)
+    return _finish(run, label, ranks, setup_bytes, client_preprocessing,
+                   {s: data.split.size(s) for s in SPLITS}, log)
 
-    with open_cluster(args.npar, gpu=args.gpu, scheduler_file=args.dask_cluster_file, debug=args.debug,
-                      worker_timeout=args.worker_timeout) as client:
-        slots = place_ranks(client, args.npar)
-        job_id = uuid.uuid4().hex[:12]
-        before = sum(transfer_totals(client).values())
-        datasets = _publish(client, mode.layout, data, job_id, args.npar)
-        setup_bytes = sum(transfer_totals(client).values()) - before
-        client_preprocessing = time.perf_counter() - t0
-        job = RankJob(job_id, args, label, mode.layout, mode.policy, _for_ranks(data, mode.layout),
-                      str(run.run_dir), args.npar, slots[0].host, datasets,
-                      resume=str(resume) if resume else None, fail_after=args.fail_after)
-        client.subscribe_topic(job.topic, lambda event: log(str(event[1])))
-        log(f"{label}: {args.npar} ranks on {len({s.host for s in slots})} host(s); data ready in "
-            f"{client_preprocessing:.1f} s -> {run.run_dir}")
-        futures = [
-            client.submit(train_rank, job, slot, key=f"pgti-rank{slot.rank}-{job_id}", workers=[slot.address],
-                          allow_other_workers=False, pure=False)
-            for slot in slots
-        ]
-        try:
-            ranks = _supervise(client, futures, slots)
-        finally:
-            client.cancel([f for f in futures if not f.done()], force=True)
-            client.unsubscribe_topic(job.topic)
-            for name in datasets.values():
+
+def _train_on_workers(client, job: RankJob, slots: list, log) -> list[dict]:
+    """One ``train_rank`` task per slot, pinned to its worker; rank 0's messages are relayed."""
+    client.subscribe_topic(job.topic, lambda event: log(str(event[1])))
+    futures = [
+        client.submit(train_rank, job, slot, key=f"pgti-rank{slot.rank}-{job.job_id}", workers=[slot.address],
+                      allow_other_workers=False, pure=False)
+        for slot in slots
+    ]
+    try:
+        return _supervise(client, futures, slots)
+    finally:
+        client.cancel([f for f in futures if not f.done()], force=True)
+        client.unsubscribe_topic(job.topic)
+        for name in job.datasets.values():
+            if name in client.list_datasets():  # the slab layout's ranks drop theirs early
                 client.unpublish_dataset(name)
-    data.close()
 
-    rank0 = ranks[0]
+
+def _finish(run, label: str, ranks: list[dict], setup_bytes: int, client_preprocessing: float,
+            split_sizes: dict[str, int], log) -> DistributedRun:
+    """dask_transfers.csv and stats.csv (from rank 0's history and test metrics)."""
+    args, rank0 = run.args, ranks[0]
     if len({r["parameters"] for r in ranks}) != 1:
         log("warning: the ranks' final parameters differ (replicas out of sync): "
             + ", ".join(f"rank {r['rank']} {r['parameters']}" for r in ranks))
@@ -207,19 +231,18 @@ def run_distributed(args: argparse.Namespace, driver: Driver, *, log: Callable[[
         for row in transfers:
             out.append(row)
     preprocessing = client_preprocessing + rank0["preprocessing"]
+    memory = RankMemory.of(ranks)
     stats_run = dataclasses.replace(run, args=argparse.Namespace(**{**vars(args), "mode": label}))
-    write_stats(run.path(STATS_FILE), stats_row(stats_run, rank0["history"], rank0["test"], RankMemory.of(ranks),
+    write_stats(run.path(STATS_FILE), stats_row(stats_run, rank0["history"], rank0["test"], memory,
                                                 preprocessing=preprocessing, training=rank0["training"],
-                                                world_size=args.npar))
+                                                world_size=len(ranks)))
     total = time.perf_counter() - run.t_start
     epoch_bytes = [t["bytes"] for t in transfers if t["phase"] == "epoch"]
-    peak = RankMemory.of(ranks).fields["max_process_mem"]
-    log(f"{args.dataset} {label} x{args.npar}: test MAE {rank0['test']['test_mae']:.4f}, peak worker memory "
-        f"{peak or 0:.0f} MB, Dask transfers {sum(epoch_bytes) / max(1, len(epoch_bytes)) / 2**20:.1f} MiB/epoch, "
-        f"total {total:.1f} s -> {run.run_dir}")
-    sizes = {s: data.split.size(s) for s in ("train", "val", "test")}
-    return DistributedRun(run.run_dir, label, args.npar, ranks, transfers, preprocessing, rank0["training"], total,
-                          sizes)
+    log(f"{run.dataset} {label} x{len(ranks)}: test MAE {rank0['test']['test_mae']:.4f}, peak worker memory "
+        f"{memory.fields['max_process_mem'] or 0:.0f} MB, Dask transfers "
+        f"{sum(epoch_bytes) / max(1, len(epoch_bytes)) / 2**20:.1f} MiB/epoch, total {total:.1f} s -> {run.run_dir}")
+    return DistributedRun(run.run_dir, label, len(ranks), ranks, transfers, preprocessing, rank0["training"],
+                          total, split_sizes)
 
 
 def _for_ranks(data: PreparedData, layout: str) -> PreparedData:
@@ -229,13 +252,18 @@ def _for_ranks(data: PreparedData, layout: str) -> PreparedData:
     return dataclasses.replace(data, raw=raw, storage=None)
 
 
-def _publish(client, layout: str, data: PreparedData, job_id: str, workers: int) -> dict[str, str]:
+def _publish(client, layout: str, data: PreparedData, job_id: str, slots: list) -> dict[str, str]:
     """Compute the mode's arrays on the workers, keep them there, and name them for the ranks."""
     from distributed import wait
 
     if layout == "local-index":
         return {}
-    series = feature_series(data.raw.rows, data.features, workers)
+    workers = len(slots)
+    if layout == "slab":  # the raw rows of each rank's partitions, read on its own worker
+        owners = partition_owners(data.split, workers, data.raw.num_timesteps)
+        series = placed_series(client, data.raw.rows, [(a, b, slots[rank].address) for a, b, rank in owners])
+    else:
+        series = feature_series(data.raw.rows, data.features, workers)
     if layout == "windows":
         x, y = window_arrays(series, data.lags, data.split.test[1], workers)
         arrays = dict(zip(("x", "y"), client.persist([x, y])))

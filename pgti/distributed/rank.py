@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import faulthandler
 import gc
 import hashlib
 import os
@@ -34,6 +35,7 @@ from pgti.distributed.cluster import Slot, select_gpu, worker_outgoing_bytes
 from pgti.distributed.plans import RankPlan, Sharding
 from pgti.distributed.samplers import partition_bounds
 from pgti.distributed.storage import (
+    ChunkedArray,
     DaskSeriesStorage,
     DaskWindowStorage,
     LocalStorage,
@@ -79,6 +81,7 @@ def train_rank(job: RankJob, slot: Slot) -> dict:
     from distributed import get_client, secede
 
     secede()
+    faulthandler.enable()  # a hard crash (abort, segfault) still leaves Python stacks in the worker's log
     client = get_client()
     log = _logger(job, slot.rank)
     with MemoryMonitor(Path(job.run_dir) / system_stats_file(slot.rank), phase="preprocessing") as monitor:
@@ -115,6 +118,10 @@ def _train(job: RankJob, slot: Slot, device: torch.device, client, monitor: Memo
     if job.resume:
         start_epoch, history = load_checkpoint(Path(job.resume), trainer)
     dist.barrier()
+    if job.layout == "slab" and rank == 0:
+        # Every rank holds its slab now: the cluster's copy of the series can go.
+        for name in job.datasets.values():
+            client.unpublish_dataset(name)
     preprocessing = time.perf_counter() - t0
     transfers = [{"phase": "preprocessing", "epoch": None, "bytes": sent.take()}]
     log(f"ready on {slot.host} ({device}) after {preprocessing:.1f} s; "
@@ -248,13 +255,13 @@ def _storages(job: RankJob, slot: Slot, device: torch.device, client) -> dict:
         return dict.fromkeys(SPLITS, DaskSeriesStorage(client, series, lags))
     if job.layout == "slab":
         # Only this rank's partition of each split, plus the 2L - 1 rows its last windows reach.
-        storages = {}
+        chunked, storages = ChunkedArray(client, series), {}
         for split in SPLITS:
             bounds = partition_bounds(data.split.size(split), job.world)
             first = int(data.split.starts(split)[0])
             a, b = first + int(bounds[slot.rank]), first + int(bounds[slot.rank + 1]) + 2 * lags - 1
-            slab = client.gather(client.compute(series[a:b]))
-            storages[split] = LocalStorage(SlabStorage(slab, a, lags, device))
+            raw = np.concatenate(client.gather(chunked.fetch(np.arange(a, b))))
+            storages[split] = LocalStorage(SlabStorage(raw, a, data.features, lags, device, data.raw.rows.source))
         return storages
     raise ValueError(f"unknown layout {job.layout!r}")
 

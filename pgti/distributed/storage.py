@@ -7,13 +7,16 @@ Cluster side (built by the client, computed by the workers, kept in their memory
   (same statistics, same features, bit for bit, as every single-node storage).
 - :func:`window_arrays`: every (input, target) window pair materialised from it, (n, L, N, F)
   twice, chunked by windows: the standard DDP baseline ("dask" mode), 2L times the series.
+- :func:`placed_series`: the raw series with each chunk read on the worker of the rank that owns
+  those rows (:func:`partition_owners`), for the batch-shuffled partitions.
 
 Rank side (each has ``request(starts) -> pending`` and ``pending.result() -> (X, Y)``, so a plan
 can ask for batch i + 1 while batch i trains):
 
 - :class:`DaskWindowStorage`: fetches a batch's window pairs from the cluster.
 - :class:`DaskSeriesStorage`: fetches only the series rows a batch's windows cover, once each.
-- :class:`SlabStorage`: a local slab of the series (a partition plus its halo), index-batched.
+- :class:`SlabStorage`: a local slab of the series (a partition plus its halo), index-batched;
+  its raw rows come from :func:`placed_series`, read on the worker that owns them.
 - :class:`LocalStorage`: any single-node storage (``IndexStorage``), gathered on the spot.
 """
 
@@ -25,6 +28,7 @@ import torch
 from pgti.data.features import FeatureBuilder
 from pgti.data.storage import IndexStorage
 from pgti.datasets.formats import ArrayRows, RowReader
+from pgti.distributed.samplers import partition_bounds
 
 CHUNK_BYTES = 64 << 20  # upper bound on one chunk of the cluster's arrays
 CHUNKS_PER_WORKER = 4  # at least this many chunks per worker, so data spreads over the cluster
@@ -79,12 +83,17 @@ def _feature_rows(rows: RowReader, features: FeatureBuilder, t0: int, t1: int) -
     return features.build(rows.read(t0, t1), t0)
 
 
-def feature_series(rows: RowReader, features: FeatureBuilder, workers: int):
-    """The (T, N, F) float32 feature series as a lazy dask array, chunked along time.
+def _row_source(rows: RowReader, t0: int, t1: int) -> RowReader:
+    """What a chunk task carries: a file-backed reader travels by path (each chunk is read on its
+    worker); an in-memory series (the JSON datasets) is cut into the chunk's own slab."""
+    if isinstance(rows, ArrayRows):
+        return SlabRows(rows.read(t0, t1), t0, rows.source, rows.num_timesteps)
+    return rows
 
-    File-backed readers (HDF5) travel to the workers by path and each chunk is read there; an
-    in-memory series (the JSON datasets) is cut into one slab per chunk.
-    """
+
+def feature_series(rows: RowReader, features: FeatureBuilder, workers: int):
+    """The (T, N, F) float32 feature series as a lazy dask array, chunked along time; Dask
+    decides where each chunk is built."""
     import dask
     import dask.array as da
 
@@ -94,10 +103,44 @@ def feature_series(rows: RowReader, features: FeatureBuilder, workers: int):
     blocks = []
     for t0 in range(0, t, step):
         t1 = min(t0 + step, t)
-        source = SlabRows(rows.read(t0, t1), t0, rows.source, t) if isinstance(rows, ArrayRows) else rows
-        block = dask.delayed(_feature_rows, pure=True)(source, shared_features, t0, t1)
+        block = dask.delayed(_feature_rows, pure=True)(_row_source(rows, t0, t1), shared_features, t0, t1)
         blocks.append(da.from_delayed(block, shape=(t1 - t0, n, f), dtype=np.float32))
     return da.concatenate(blocks, axis=0)
+
+
+def _raw_rows(rows: RowReader, t0: int, t1: int) -> np.ndarray:
+    return np.ascontiguousarray(rows.read(t0, t1))
+
+
+def placed_series(client, rows: RowReader, owners: list[tuple[int, int, str]]):
+    """The raw (T, N) series read chunk by chunk on the workers that own its rows: ``owners`` is
+    [(t0, t1, worker address), ...] covering 0 .. T. The chunks are computed now (futures)."""
+    import dask.array as da
+
+    n = rows.num_nodes
+    step = max(1, CHUNK_BYTES // (n * 8))
+    blocks = []
+    for a, b, address in owners:
+        for t0 in range(a, b, step):
+            t1 = min(t0 + step, b)
+            future = client.submit(_raw_rows, _row_source(rows, t0, t1), t0, t1, workers=[address],
+                                   allow_other_workers=False, pure=False)
+            blocks.append(da.from_delayed(future, shape=(t1 - t0, n), dtype=np.float64))
+    return da.concatenate(blocks, axis=0)
+
+
+def partition_owners(split, world: int, num_timesteps: int) -> list[tuple[int, int, int]]:
+    """[(t0, t1, rank), ...] covering rows 0 .. T: the rows from the first window of each rank's
+    partition of each split up to the next partition's first window belong to that rank. A
+    rank's slab then lies on its own worker except the 2L - 1 halo rows past its last window."""
+    starts = []
+    for name in ("train", "val", "test"):
+        bounds = partition_bounds(split.size(name), world)
+        first = getattr(split, name)[0]
+        starts += [(first + int(bounds[r]), r) for r in range(world) if bounds[r + 1] > bounds[r]]
+    starts.sort()
+    ends = [t for t, _ in starts[1:]] + [num_timesteps]
+    return [(t0, t1, rank) for (t0, rank), t1 in zip(starts, ends) if t1 > t0]
 
 
 def _window_block(slab: np.ndarray, lags: int, count: int, shift: int) -> np.ndarray:
@@ -161,13 +204,38 @@ class LocalStorage:
         return _Ready(self.storage.gather(torch.from_numpy(starts)))
 
 
-def _pieces(array, rows: np.ndarray) -> list:
-    """``array[rows]`` (``rows`` sorted) as one dask array per chunk it touches: each piece is cut
-    where its chunk lives and travels once, straight to the rank that asked for it (a single
-    ``array[rows]`` would first gather the pieces on some worker, then send the result on)."""
-    bounds = np.cumsum((0,) + array.chunks[0])
-    chunk_of = np.searchsorted(bounds, rows, side="right") - 1
-    return [array.blocks[int(c)][rows[chunk_of == c] - bounds[c]] for c in np.unique(chunk_of)]
+class ChunkedArray:
+    """A persisted dask array chunked along axis 0, and the worker holding each chunk (asked once:
+    without work stealing or rebalancing, persisted chunks stay where they were computed)."""
+
+    def __init__(self, client, array):
+        from dask.core import flatten
+
+        self.client, self.array = client, array
+        self.bounds = np.cumsum((0,) + array.chunks[0])
+        keys = list(flatten(array.__dask_keys__()))  # one chunk along the other axes: key i is chunk i
+        who = client.who_has(client.futures_of(array))
+        self.holders = [sorted(who.get(k) or [None])[0] for k in keys]
+
+    def fetch(self, rows: np.ndarray) -> list:
+        """Futures of ``array[rows]`` (``rows`` sorted), one per chunk touched, in row order.
+
+        Each piece is cut on the worker holding its chunk and travels once, straight to the rank
+        that asked (a single ``array[rows]`` would gather the pieces on some worker first, and
+        Dask may prefer to move a whole chunk to an idle worker over cutting it where it is).
+        """
+        chunk_of = np.searchsorted(self.bounds, rows, side="right") - 1
+        chunks = np.unique(chunk_of)
+        pieces = [self.array.blocks[int(c)][rows[chunk_of == c] - self.bounds[c]] for c in chunks]
+        futures = [None] * len(chunks)
+        by_holder: dict[str | None, list[int]] = {}
+        for i, c in enumerate(chunks):
+            by_holder.setdefault(self.holders[c], []).append(i)
+        for holder, members in by_holder.items():
+            where = {} if holder is None else {"workers": [holder], "allow_other_workers": True}
+            for i, future in zip(members, self.client.compute([pieces[i] for i in members], **where)):
+                futures[i] = future
+        return futures
 
 
 class DaskWindowStorage:
@@ -177,19 +245,19 @@ class DaskWindowStorage:
     device = torch.device("cpu")
 
     def __init__(self, client, x, y):
-        self.client, self.x, self.y = client, x, y
+        self.client, self.x, self.y = client, ChunkedArray(client, x), ChunkedArray(client, y)
 
     def request(self, starts: np.ndarray):
         order = np.argsort(starts, kind="stable")
         ordered = starts[order]
         back = np.argsort(order, kind="stable")  # undo the sort: the batch keeps its sampler order
-        xs, ys = _pieces(self.x, ordered), _pieces(self.y, ordered)
+        xs, ys = self.x.fetch(ordered), self.y.fetch(ordered)
 
         def finish(*pieces):
             x, y = np.concatenate(pieces[: len(xs)]), np.concatenate(pieces[len(xs) :])
             return torch.from_numpy(x[back]), torch.from_numpy(y[back])
 
-        return _Fetching(self.client, self.client.compute(xs + ys), finish)
+        return _Fetching(self.client, xs + ys, finish)
 
 
 class DaskSeriesStorage:
@@ -199,7 +267,7 @@ class DaskSeriesStorage:
     device = torch.device("cpu")
 
     def __init__(self, client, series, lags: int):
-        self.client, self.series, self.lags = client, series, lags
+        self.client, self.series, self.lags = client, ChunkedArray(client, series), lags
         self._span = np.arange(2 * lags)
 
     def request(self, starts: np.ndarray):
@@ -212,21 +280,34 @@ class DaskSeriesStorage:
             windows = torch.from_numpy(np.concatenate(pieces)[index])  # (B, 2L, N, F)
             return windows[:, :lags].contiguous(), windows[:, lags:].contiguous()
 
-        return _Fetching(self.client, self.client.compute(_pieces(self.series, rows)), finish)
+        return _Fetching(self.client, self.series.fetch(rows), finish)
 
 
-class SlabStorage(IndexStorage):
-    """Index-batching over a slab of the series, rows [offset, offset + len(slab)): a rank's
-    partition of the windows plus their halo of 2L - 1 rows. Batches are gathered exactly as
-    ``IndexStorage`` gathers them; starts are global."""
+class _Shifted:
+    """The run's FeatureBuilder for rows numbered from ``offset``: building local row t0 builds
+    global row offset + t0 (the calendar channels are indexed by global time step)."""
 
-    def __init__(self, slab: np.ndarray, offset: int, lags: int, device="cpu"):
-        # The rows come built from the cluster, so IndexStorage's file-reading constructor is skipped.
-        self.lags = lags
-        self.device = torch.device(device)
-        self.series = torch.from_numpy(slab).to(self.device)
+    def __init__(self, features: FeatureBuilder, offset: int):
+        self.features, self.offset = features, offset
+
+    def build(self, raw: np.ndarray, t0: int, **kwargs) -> np.ndarray:
+        return self.features.build(raw, t0 + self.offset, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.features, name)
+
+
+class SlabStorage:
+    """Index-batching over a slab of the series, rows [offset, offset + len(raw)): a rank's
+    partition of the windows plus their halo of 2L - 1 rows. The slab is normalised and gathered
+    by an ``IndexStorage``, exactly as single-node index-batching does; starts are global."""
+
+    def __init__(self, raw: np.ndarray, offset: int, features: FeatureBuilder, lags: int, device="cpu",
+                 source: str = "the series"):
         self.offset = offset
-        self._offsets = torch.arange(lags, device=self.device)
+        rows = ArrayRows(raw, f"{source} rows {offset}..{offset + len(raw)}")
+        self.index = IndexStorage(rows, _Shifted(features, offset), lags, device)
+        self.device = self.index.device
 
     def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return super().gather(torch.as_tensor(starts, device=self.device) - self.offset)
+        return self.index.gather(torch.as_tensor(starts, device=self.device) - self.offset)
