@@ -96,10 +96,8 @@ class TrainingFailed(RuntimeError):
 
 
 def build_ddp_parser(driver: Driver) -> argparse.ArgumentParser:
-    p = build_parser(None, prog=driver.name, modes=tuple(driver.modes), description=driver.description)
-    for action in p._actions:  # the shared help describes the single-node modes
-        if action.dest == "mode":
-            action.help = "; ".join(f"{name}: {m.summary}" for name, m in driver.modes.items())
+    p = build_parser(None, prog=driver.name, modes=tuple(driver.modes), description=driver.description,
+                     mode_help="; ".join(f"{name}: {m.summary}" for name, m in driver.modes.items()))
     add_bool_flag(p, "--dist", help="multi-node run: join the Dask cluster of --dask-cluster-file "
                                     "(started by submit.sh / submit_slurm.sh)")
     p.add_argument("-np", "--npar", type=int, default=2,

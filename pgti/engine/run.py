@@ -43,7 +43,7 @@ from pgti.observability.outputs import (
 
 
 def build_parser(dataset: str | None, *, prog: str | None = None, modes: Sequence[str] = MODES,
-                 description: str | None = None) -> argparse.ArgumentParser:
+                 description: str | None = None, mode_help: str | None = None) -> argparse.ArgumentParser:
     """Flags shared by every driver. ``dataset`` fixes the dataset (single-node drivers) and
     its defaults; with None a ``--dataset`` flag is added."""
     spec = get_spec(dataset) if dataset else None
@@ -55,8 +55,8 @@ def build_parser(dataset: str | None, *, prog: str | None = None, modes: Sequenc
     if spec is None:
         p.add_argument("--dataset", default="pems-bay", choices=list(DATASETS), help="dataset to train on")
     p.add_argument("-m", "--mode", default=modes[0], choices=list(modes),
-                   help="batching: base materialises every window; index gathers windows from one "
-                        "copy of the series; lazy-index reads them from disk per batch")
+                   help=mode_help or ("batching: base materialises every window; index gathers windows "
+                                      "from one copy of the series; lazy-index reads them from disk per batch"))
     add_bool_flag(p, "-g", "--gpu", help="train on the GPU (index mode then keeps the series on the GPU)")
     add_bool_flag(p, "-d", "--debug", help="show tracebacks on errors")
     p.add_argument("-e", "--epochs", type=int, default=spec.default_epochs if spec else 100,
