@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     machine = describe_machine()
     command = report.command_line(__file__, argv)
-    report.log(f"date: {machine['date']}\ncommand: {command}\nmachine: {machine_line(machine)}")
+    report.log(f"date: {machine['date']}\ncommand: {command}\nmachine: {machine_line(machine)}\n"
+               f"code: commit {machine['code']}")
 
     data = locate(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, nodes=args.nodes,
                   timesteps=args.timesteps, seed=args.seed, log=report.log)
@@ -229,7 +230,8 @@ def target_lines(summary: dict, rate: dict | None, shape) -> list[str]:
     if base.get("peak_gib") and index.get("peak_gib") is not None:
         ratio = index["peak_gib"] / base["peak_gib"]
         lines.append(report.target_line(
-            "index peak / base peak", f"{ratio:.1%} ({index['peak_gib'] * 1024:.1f} / {base['peak_gib'] * 1024:.1f} MiB)",
+            "index peak / base peak",
+            f"{ratio:.1%} ({index['peak_gib'] * 1024:.1f} / {base['peak_gib'] * 1024:.1f} MiB)",
             f"<= {INDEX_PEAK_VS_BASE:.0%}", ratio <= INDEX_PEAK_VS_BASE))
     else:
         lines.append(report.target_line("index peak / base peak", f"base {base.get('status', 'not run')}",

@@ -87,7 +87,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     machine = describe_machine()
     command = report.command_line(__file__, argv)
-    report.log(f"date: {machine['date']}\ncommand: {command}\nmachine: {machine_line(machine)}")
+    report.log(f"date: {machine['date']}\ncommand: {command}\nmachine: {machine_line(machine)}\n"
+               f"code: commit {machine['code']}")
     what = "batch assembly only" if args.assembly_only else f"forward/backward of {args.model}"
     report.log(f"measuring: preprocessing + {args.batches} training batches ({what}); torch threads "
                f"{args.threads or 'default'}")

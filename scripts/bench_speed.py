@@ -83,7 +83,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     machine = describe_machine()
     command = report.command_line(__file__, argv)
-    report.log(f"date: {machine['date']}\ncommand: {command}\nmachine: {machine_line(machine)}")
+    report.log(f"date: {machine['date']}\ncommand: {command}\nmachine: {machine_line(machine)}\n"
+               f"code: commit {machine['code']}")
     data = locate(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, nodes=args.nodes,
                   timesteps=args.timesteps, seed=args.seed, log=report.log)
     shape = data.shape
@@ -116,7 +117,8 @@ def main(argv=None) -> int:
     model_nodes = args.model_nodes or (min(64, shape.num_nodes) if args.quick else shape.num_nodes)
     steps = [time_model(model, model_nodes, shape, args) for model in args.model_list]
     for s in steps:
-        report.log(f"  step {s['model']:>10}: " + (f"{s['ms_per_step']:.1f} ms" if s["status"] == "ok" else s["status"]))
+        shown = f"{s['ms_per_step']:.1f} ms" if s["status"] == "ok" else s["status"]
+        report.log(f"  step {s['model']:>10}: {shown}")
     pgt = next((s["ms_per_step"] for s in steps if s["model"] == "pgt-dcrnn" and s["status"] == "ok"), None)
     for s in steps:
         if s.get("ms_per_step") and pgt:
@@ -244,7 +246,8 @@ def rate_table(rate: dict | None) -> list[dict]:
 
 
 EPOCH_HEADERS = [("mode", "mode"), ("prep_s", "preprocessing s"), ("first_pass_s", "first pass s"),
-                 ("pass_s", "second pass s (median)"), ("pass_range", "[min-max]"), ("batches", "batches"), ("batches_per_s", "batches/s"),
+                 ("pass_s", "second pass s (median)"), ("pass_range", "[min-max]"), ("batches", "batches"),
+                 ("batches_per_s", "batches/s"),
                  ("vs_peer", "speed-up vs peer"), ("data_share_of_cell_epoch", "data share of a dcrnn-cell epoch"),
                  ("status", "status")]
 RATE_HEADERS = [("method", "method"), ("batches_per_s", "batches/s"), ("gbytes_per_s", "GB/s"),
@@ -278,7 +281,8 @@ def md_rows(rows: list[dict]) -> list[dict]:
 def claim_lines(epochs: list[dict], rate: dict | None, steps: list[dict], machine: dict) -> list[str]:
     lines = []
     if rate is not None:
-        idx, peer, copy = rate["index_batches_per_s"], rate["peer_same_data_batches_per_s"], rate["memcpy_batches_per_s"]
+        idx, peer = rate["index_batches_per_s"], rate["peer_same_data_batches_per_s"]
+        copy = rate["memcpy_batches_per_s"]
         lines.append(report.target_line("index / peer batch assembly (same data)", f"{idx / peer:.2f}x",
                                         ">= 5x", idx / peer >= 5))
         lines.append(report.target_line("index / plain copies of the same bytes", f"{idx / copy:.0%}",

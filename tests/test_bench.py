@@ -137,6 +137,7 @@ def test_peer_index_dataset_on_our_series_gives_our_index_batches_bitwise(tmp_pa
 # --- the scripts, end to end ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bench_data_writes_its_tables_and_target_lines(repo, tmp_path, cache):
     out = run_script(repo, "bench_data.py", *TINY, "--out", str(tmp_path), "--cache-dir", str(cache))
     for label in ("index peak / base peak", "index / peer batch assembly",
@@ -149,6 +150,7 @@ def test_bench_data_writes_its_tables_and_target_lines(repo, tmp_path, cache):
     assert len(read_csv(tmp_path / "data_rates.csv")) == 4
 
 
+@pytest.mark.slow
 def test_bench_memory_measures_each_mode_and_the_peer(repo, tmp_path, cache):
     out = run_script(repo, "bench_memory.py", *TINY, "--datasets", "metr-la", "--batches", "1",
                      "--modes", "base,index,lazy-index,gpu-index,peer", "--out", str(tmp_path),
@@ -164,6 +166,7 @@ def test_bench_memory_measures_each_mode_and_the_peer(repo, tmp_path, cache):
     assert "| metr-la |" in (tmp_path / "memory.md").read_text()
 
 
+@pytest.mark.slow
 def test_bench_memory_refuses_what_does_not_fit_without_running_it(repo, tmp_path, cache):
     out = run_script(repo, "bench_memory.py", *TINY, "--datasets", "pems", "--modes", "base,index",
                      "--assume-available-gib", "0.001", "--out", str(tmp_path), "--cache-dir", str(cache))
@@ -175,6 +178,7 @@ def test_bench_memory_refuses_what_does_not_fit_without_running_it(repo, tmp_pat
     assert read_csv(tmp_path / "memory_runs.csv")[0]["peak_gib"] == ""
 
 
+@pytest.mark.slow
 def test_bench_speed_writes_rates_epochs_and_step_times(repo, tmp_path, cache):
     out = run_script(repo, "bench_speed.py", *TINY, "--models", "pgt-dcrnn,dcrnn-cell", "--model-nodes", "8",
                      "--out", str(tmp_path), "--cache-dir", str(cache))

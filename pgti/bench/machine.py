@@ -63,7 +63,22 @@ def describe_machine() -> dict[str, str]:
         "python": platform.python_version(),
         "torch": _version("torch"),
         "torch_geometric_temporal": _version("torch-geometric-temporal"),
+        "code": code_version(),
     }
+
+
+def code_version() -> str:
+    """The repository's commit, and whether files differ from it (``git`` absent: "unknown")."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, check=True).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (f" + uncommitted changes in {len(dirty)} tracked file(s)" if dirty else "")
 
 
 def machine_line(desc: dict[str, str] | None = None) -> str:

@@ -75,6 +75,7 @@ def write_markdown(path: Path, title: str, command: str, machine: dict, sections
         f"- command: `{command}`",
         f"- machine: {machine_line(machine)}",
         f"- date: {machine['date']}",
+        f"- code: commit {machine.get('code', 'unknown')}",
         "",
     ]
     path.write_text("\n".join(lines) + "\n" + "\n\n".join(sections).rstrip() + "\n")
@@ -92,6 +93,7 @@ def bar_chart(path: Path, groups: list[str], series: dict[str, list[float | None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     notes = notes or {}
     keys = list(series)
@@ -102,10 +104,11 @@ def bar_chart(path: Path, groups: list[str], series: dict[str, list[float | None
     for i, key in enumerate(keys):
         xs = [g + (i - (len(keys) - 1) / 2) * width for g in range(len(groups))]
         vals = series[key]
-        ax.bar([x for x, v in zip(xs, vals) if v], [v for v in vals if v], width, label=key, color=f"C{i}")
+        ax.bar([x for x, v in zip(xs, vals) if v], [v for v in vals if v], width, color=f"C{i}")
         for x, v, group in zip(xs, vals, groups):
             if not v and (group, key) in notes:
-                ax.text(x, floor if present else 0.02, notes[(group, key)], rotation=90, ha="center", va="bottom", fontsize=7)
+                ax.text(x, floor if present else 0.02, notes[(group, key)], rotation=90, ha="center",
+                        va="bottom", fontsize=7)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups, fontsize=8)
     ax.set_ylabel(ylabel)
@@ -115,7 +118,7 @@ def bar_chart(path: Path, groups: list[str], series: dict[str, list[float | None
         ax.set_ylim(bottom=floor / 2)
     if not present:
         ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
+    ax.legend(handles=[Patch(color=f"C{i}", label=key) for i, key in enumerate(keys)], fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ import itertools
 import statistics
 import time
 
-import numpy as np
 import torch
 
 from pgti.bench.rss import PeakRss
