@@ -24,7 +24,6 @@ import torch
 
 from pgti.bench import cli, report
 from pgti.bench.inputs import locate, sized
-from pgti.bench.machine import describe_machine, machine_line
 from pgti.bench.runner import GIB
 from pgti.bench.tasks import MEMORY_MODES
 from pgti.cli_util import run_cli
@@ -85,10 +84,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    machine = describe_machine()
-    command = report.command_line(__file__, argv)
-    report.log(f"date: {machine['date']}\ncommand: {command}\nmachine: {machine_line(machine)}\n"
-               f"code: commit {machine['code']}")
+    machine, command = report.start(__file__, argv)
     what = "batch assembly only" if args.assembly_only else f"forward/backward of {args.model}"
     report.log(f"measuring: preprocessing + {args.batches} training batches ({what}); torch threads "
                f"{args.threads or 'default'}")

@@ -24,6 +24,7 @@ import time
 
 import torch
 
+from pgti.bench.machine import cpu_model
 from pgti.cli_util import run_cli
 from pgti.errors import InputError
 from pgti.nn import MODELS, build_model
@@ -91,15 +92,6 @@ def time_steps(steps: dict[str, TrainingStep], *, warmup: int, repeats: int) -> 
     return times
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv=None) -> int:

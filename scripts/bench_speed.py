@@ -24,7 +24,6 @@ from pathlib import Path
 
 from pgti.bench import cli, report
 from pgti.bench.inputs import locate
-from pgti.bench.machine import describe_machine, machine_line
 from pgti.bench.runner import GIB, child_env, run_command, run_task
 from pgti.cli_util import run_cli
 from pgti.errors import InputError
@@ -81,10 +80,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    machine = describe_machine()
-    command = report.command_line(__file__, argv)
-    report.log(f"date: {machine['date']}\ncommand: {command}\nmachine: {machine_line(machine)}\n"
-               f"code: commit {machine['code']}")
+    machine, command = report.start(__file__, argv)
     data = locate(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, nodes=args.nodes,
                   timesteps=args.timesteps, seed=args.seed, log=report.log)
     shape = data.shape

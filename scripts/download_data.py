@@ -18,7 +18,6 @@ import sys
 from pgti.cli_util import ArgumentParser, run_cli
 from pgti.datasets.download import download
 from pgti.datasets.registry import DATASETS, get_spec
-from pgti.errors import InputError
 
 EXIT_MANUAL = 1
 

@@ -15,7 +15,6 @@ import time
 from pgti.cli_util import ArgumentParser, run_cli
 from pgti.datasets.registry import DATASETS, get_spec
 from pgti.datasets.synthetic import TIMESTAMP_UNITS, generate, resolve_size
-from pgti.errors import InputError
 
 
 def _size(nbytes: int) -> str:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import REPO, requires_gpu
-from fixtures import py2_pickle, write_traffic, write_windmill
+from fixtures import write_traffic, write_windmill
 from pgti.data import prepare
 from pgti.data.features import compute_normaliser
 from pgti.data.windows import num_windows, split_windows, validate_ratios

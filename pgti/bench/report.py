@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from pgti.bench.machine import machine_line
+from pgti.bench.machine import describe_machine, machine_line
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:
@@ -132,3 +132,12 @@ def log(message: str = "") -> None:
 
 def warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def start(script: str, argv: Sequence[str]) -> tuple[dict, str]:
+    """Describe the machine and log a benchmark's header; return (machine, command line)."""
+    machine = describe_machine()
+    command = command_line(script, argv)
+    log(f"date: {machine['date']}\ncommand: {command}\nmachine: {machine_line(machine)}\n"
+        f"code: commit {machine['code']}")
+    return machine, command
