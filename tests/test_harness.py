@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import REPO
 from fixtures import write_traffic
@@ -105,11 +106,8 @@ def test_a_crash_mid_training_keeps_the_rows_written_so_far(tmp_path, monkeypatc
     (["--split", "0.5", "0.2", "0.2"], "error: --split ratios must sum to 1"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, capsys, argv, message):
-    if argv == ["--gpu", "True"]:
-        pytest.importorskip("torch")
-        import torch
-        if torch.cuda.is_available():
-            pytest.skip("a GPU is present, so --gpu is valid here")
+    if argv == ["--gpu", "True"] and torch.cuda.is_available():
+        pytest.skip("a GPU is present, so --gpu is valid input here")
     with pytest.raises(SystemExit) as exc:
         status = run_main("chickenpox", *argv, "--output-dir", str(tmp_path / "o"))
         raise SystemExit(status)
