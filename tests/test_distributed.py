@@ -281,7 +281,7 @@ def test_killed_worker_makes_the_client_exit_nonzero_quickly_keeping_csv_rows(da
 ])
 def test_bad_flags_fail_with_one_line_and_status_2(driver, argv, message, data_dir, tmp_path, capsys):
     if argv == ["--gpu"] and torch.cuda.is_available():
-        pytest.skip("a GPU is visible")
+        pytest.skip("a GPU is visible, so --gpu is valid input here")
     status = main(driver, ["--dataset", DATASET, "--data-dir", str(data_dir), "--output-dir",
                            str(tmp_path / "run"), *argv])
     err = capsys.readouterr().err
