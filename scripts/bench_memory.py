@@ -6,6 +6,9 @@ For every dataset (real files when present at the real size, synthetic ones othe
 Temporal 0.56.2's index path), a fresh process preprocesses the data and trains K batches
 (forward/backward of ``dcrnn-cell``; ``--assembly-only`` assembles them only). Its memory is the
 peak RSS of the process tree above its RSS after imports (and the GPU allocator's peak).
+``base-gpu`` and ``lazy-index-gpu`` (not run by default) train on the GPU with each batch copied
+over, the standard workflow to compare GPU-index-batching with. Each run also records the time
+of its last pass over the K batches and the part of it spent producing batches (data share).
 Before a mode runs, its exact size is checked against the memory available: what would not fit
 is reported as "does not fit: needs X GiB" and not run.
 
@@ -25,7 +28,7 @@ import torch
 from pgti.bench import cli, report
 from pgti.bench.inputs import locate, sized
 from pgti.bench.runner import GIB
-from pgti.bench.tasks import MEMORY_MODES
+from pgti.bench.tasks import GPU_MODES, MEMORY_MODES
 from pgti.cli_util import run_cli
 from pgti.datasets.registry import DATASETS, get_spec
 from pgti.errors import InputError
@@ -36,10 +39,12 @@ PAPER_REDUCTION = 0.89  # "up to 89% lower peak memory"
 PEMS_INDEX_FACTOR, PEMS_INDEX_EXTRA_GIB = 1.3, 2.0
 PEMS_LAZY_GIB = 4.0
 LARGE_SERIES_BYTES = 1 << 30  # datasets whose float32 series is larger run --large-repeats times
+DEFAULT_MODES = ("base", "index", "lazy-index", "gpu-index", "peer")
 
 RUN_COLUMNS = ("dataset", "source", "nodes", "timesteps", "features", "mode", "repeat", "status",
                "peak_gib", "gpu_peak_gib", "idle_gib", "series_gib", "storage_gib", "estimate_gib",
-               "prep_s", "batches", "batches_s", "threads", "rss_exact", "wall_s")
+               "prep_s", "batches", "batches_s", "threads", "rss_exact", "wall_s",
+               "model", "batch_size", "last_pass_s", "data_s", "data_share", "gpu_alloc_gib")
 SUMMARY_COLUMNS = ("dataset", "source", "nodes", "timesteps", "mode", "status", "runs", "peak_gib",
                    "peak_min_gib", "peak_max_gib", "total_gib", "gpu_peak_gib", "series_gib", "estimate_gib",
                    "vs_base", "vs_peer", "prep_s")
@@ -48,7 +53,8 @@ SUMMARY_COLUMNS = ("dataset", "source", "nodes", "timesteps", "mode", "status", 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated")
-    parser.add_argument("--modes", default=",".join(MEMORY_MODES), help="comma-separated")
+    parser.add_argument("--modes", default=",".join(DEFAULT_MODES),
+                        help=f"comma-separated, from {', '.join(MEMORY_MODES)}")
     parser.add_argument("--batches", type=cli.positive_int, default=3, help="K: training batches measured")
     parser.add_argument("--assembly-only", action="store_true",
                         help="assemble the K batches without running the model")
@@ -61,6 +67,9 @@ def parse_args(argv):
     parser.add_argument("--max-timesteps", type=cli.positive_int, default=None)
     parser.add_argument("--large-repeats", type=cli.positive_int, default=1,
                         help="runs per mode for datasets whose float32 series exceeds 1 GiB")
+    parser.add_argument("--passes", type=cli.positive_int, default=1,
+                        help="passes over the K batches per run; times and data share are the last "
+                             "pass's (2: the first warms up CUDA kernels and the allocator)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per measured run")
     parser.add_argument("--tag", default="", help="suffix of the output files (memory<_tag>.csv ...)")
     cli.add_common_args(parser, repeats=3)
@@ -106,16 +115,17 @@ def main(argv=None) -> int:
                    f"batch {batch_size}; {repeats} run(s) per mode")
         for repeat in range(repeats):
             for mode in cli.rotate(args.mode_list, repeat):
-                if mode == "gpu-index" and not has_gpu:
+                if mode in GPU_MODES and not has_gpu:
                     if repeat == 0:
                         runs.append({"dataset": name, "source": data.source, "nodes": shape.num_nodes,
                                      "timesteps": shape.num_timesteps, "mode": mode, "repeat": 0,
-                                     "status": "no GPU on this machine"})
+                                     "series_gib": shape.series_bytes / GIB, "status": "no GPU on this machine"})
                     continue
                 row = cli.measure_memory(data, mode, args, batch_size=batch_size, max_batches=args.batches,
                                          train=not args.assembly_only, model=args.model, repeat=repeat,
-                                         timeout=args.timeout)
+                                         timeout=args.timeout, passes=args.passes)
                 row["batch_size"] = batch_size
+                row["model"] = None if args.assembly_only else args.model
                 runs.append(row)
                 report.log(_run_line(row))
 
@@ -149,9 +159,11 @@ def _run_line(row: dict) -> str:
     head = f"  {row['dataset']:>14} {row['mode']:>10} run {row['repeat']}:"
     if row["status"] != "ok":
         return f"{head} {row['status']}"
-    gpu = f", GPU {row['gpu_peak_gib']:.3f} GiB" if row.get("gpu_peak_gib") else ""
+    gpu = (f", GPU {row['gpu_alloc_gib']:.3f} GiB allocated ({row['gpu_peak_gib']:.3f} reserved)"
+           if row.get("gpu_peak_gib") else "")
+    share = f", data {row['data_share']:.1%}" if row.get("data_share") is not None else ""
     return (f"{head} peak {row['peak_gib']:.3f} GiB above idle{gpu}; prep {row['prep_s']:.1f} s, "
-            f"{row['batches']} batches in {row['batches_s']:.1f} s")
+            f"{row['batches']} batches in {row['batches_s']:.1f} s (last pass {row['last_pass_s']:.2f} s{share})")
 
 
 def summarise(runs: list[dict], datasets: list[str], modes: list[str]) -> list[dict]:
@@ -250,7 +262,7 @@ def target_lines(summary: list[dict], args) -> list[str]:
             shown = base["status"] if not refused else base["status"].split(" (keeping")[0]
             lines.append(report.target_line(f"PeMS base refused with its estimate{scale}", shown,
                                             "does not fit (needs ~2L x the series)", refused if full else None))
-    gpu = [r for r in summary if r["mode"] == "gpu-index"]
+    gpu = [r for r in summary if r["mode"] in GPU_MODES]
     if gpu and all(r["status"] != "ok" for r in gpu):
         lines.append("GPU targets: not measured, no GPU on this machine")
     return lines

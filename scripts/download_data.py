@@ -2,6 +2,7 @@
 """Download the real datasets into the data directory (see pgti/datasets/download.py).
 
     python scripts/download_data.py chickenpox
+    python scripts/download_data.py montevideo-bus   # also pedalme, england-covid (shipped in data/)
     python scripts/download_data.py all --data-dir data --timeout 120
 
 Exit status: 0 when every file is in place; 1 when some file has no direct link and must be

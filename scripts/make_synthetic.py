@@ -3,6 +3,7 @@
 
     python scripts/make_synthetic.py --dataset pems-bay --data-dir data
     python scripts/make_synthetic.py --dataset pems --nodes 2000 --timesteps 8064 --seed 1
+    python scripts/make_synthetic.py --dataset england-covid --nodes 20 --timesteps 40 --data-dir /tmp/covid
 
 Without --nodes/--timesteps the real size is written. Exit status 2 on bad input.
 """

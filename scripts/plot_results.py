@@ -4,7 +4,8 @@
     python scripts/plot_results.py results/chickenpox/index/20261123-040629 \
         results/chickenpox/base/20261123-041002 --out results/plots
 
-Each RUN_DIR must hold stats.csv, per_epoch_stats.csv and system_stats.csv. Prints the PNG paths.
+Each RUN_DIR holds stats.csv, per_epoch_stats.csv and system_stats.csv; of a run that crashed
+(no stats.csv) what survived is plotted, with a note. Prints the PNG paths.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-d", "--debug", action="store_true", help="show tracebacks on errors")
     args = parser.parse_args(argv)
     out = args.out or common_parent(args.run_dirs, "results/plots")
-    for path in plot_runs(args.run_dirs, out):
+    for path in plot_runs(args.run_dirs, out, note=lambda msg: print(f"note: {msg}", file=sys.stderr)):
         print(path)
     return 0
 

@@ -14,3 +14,13 @@ requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def load_script(name: str):
+    """Import ``scripts/<name>.py`` as a module (its ``main`` takes argv)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}", REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

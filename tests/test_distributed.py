@@ -216,6 +216,37 @@ def test_each_mode_trains_and_matches_one_process_on_the_same_global_batches(
         assert epoch_bytes == [0, 0]  # each rank's batches are local
 
 
+def test_resume_continues_a_distributed_run_as_if_uninterrupted(data_dir, scheduler_file, tmp_path):
+    cluster = ("--dask-cluster-file", str(scheduler_file), "--dist")
+    full, part = tmp_path / "full", tmp_path / "part"
+    run_distributed(ddp_args("pems_ddp.py", "index", data_dir, full, *cluster), DRIVERS["pems_ddp.py"])
+    run_distributed(ddp_args("pems_ddp.py", "index", data_dir, part, *cluster, "-e", "1"), DRIVERS["pems_ddp.py"])
+    resumed = ddp_args("pems_ddp.py", "index", data_dir, part, *cluster, "--resume", str(part))
+    run_distributed(resumed, DRIVERS["pems_ddp.py"])
+
+    def rows(run):
+        return [(r["epoch"], r["t_mae"], r["v_mae"]) for r in read_csv(run / "per_epoch_stats.csv")]
+
+    assert rows(part) == rows(full) and len(rows(part)) == EPOCHS
+    config = __import__("json").loads((part / "config.json").read_text())
+    assert [(r["from_epoch"], r["to_epochs"]) for r in config["resumes"]] == [(1, EPOCHS)]
+
+
+def test_a_checkpoint_of_another_dataset_is_refused_before_a_cluster_starts(data_dir, tmp_path, capsys):
+    from pgti.engine import run as run_module
+
+    other = tmp_path / "chickenpox"
+    assert run_module.main("chickenpox", ["-e", "1", "--max-batches", "1", "--model", MODEL, "--quiet",
+                                          "--output-dir", str(other)]) == 0
+    capsys.readouterr()
+    status = main("pems_ddp.py", ["--dataset", DATASET, "--data-dir", str(data_dir), "--resume", str(other),
+                                  "-e", "3", "-bs", str(BATCH), "--model", MODEL, "--output-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert "was made by a different run" in err[0] and "dataset: checkpoint 'chickenpox'" in err[0]
+    assert not (tmp_path / "r").exists()
+
+
 # --- launch scripts: the scheduler-file path for real ------------------------------------------
 
 
@@ -262,11 +293,43 @@ def test_killed_worker_makes_the_client_exit_nonzero_quickly_keeping_csv_rows(da
     assert proc.returncode == 1
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "rank 1" in errors[0] and "left the cluster" in errors[0], stderr
+    assert "Traceback" not in stderr, stderr  # the workers' tracebacks go to worker_rank<r>.log
     rows = read_csv(epochs_csv)
     assert [r["epoch"] for r in rows] == ["0"] and math.isfinite(float(rows[0]["t_mae"]))
     for rank in range(2):
         assert len(read_csv(out / f"system_stats_rank{rank}.csv")) >= 2
     assert not (out / "stats.csv").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_with_one_line_and_status_130_keeping_csv_rows(data_dir, tmp_path):
+    """Ctrl-C reaches the whole process group (client and local workers): the client alone
+    handles it, so the terminal shows one line, not every worker's traceback."""
+    import signal
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "ddp_testing" / "pems_ddp.py"), "--dataset", DATASET, "-m", "dask-index",
+           "--data-dir", str(data_dir), "--output-dir", str(out), "-e", "50", "-bs", str(BATCH),
+           "--max-batches", str(STEPS), "--model", MODEL, "-np", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    epochs_csv = out / "per_epoch_stats.csv"
+    try:
+        deadline = time.monotonic() + 180
+        while not (epochs_csv.is_file() and len(read_csv(epochs_csv)) >= 2):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "two epochs never finished"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in stderr, stderr
+    assert "terminate called" not in stderr and "Fatal Python error" not in stderr, stderr
+    rows = read_csv(epochs_csv)
+    assert len(rows) >= 2 and [r["epoch"] for r in rows] == [str(i) for i in range(len(rows))]
+    assert not (out / ".pgti.lock").exists()
 
 
 # --- bad input: one line, exit 2 -----------------------------------------------------------------
@@ -277,7 +340,7 @@ def test_killed_worker_makes_the_client_exit_nonzero_quickly_keeping_csv_rows(da
     ("opt_pems_ddp.py", ["-m", "index"], "invalid choice"),
     ("pems_ddp.py", ["--gpu"], "no usable CUDA GPU"),
     ("pems_ddp.py", ["--dist"], "--dist needs --dask-cluster-file"),
-    ("pems_ddp.py", ["-np", "0"], "-np/--npar must be positive"),
+    ("pems_ddp.py", ["-np", "0"], "argument -np/--npar: must be a positive integer"),
 ])
 def test_bad_flags_fail_with_one_line_and_status_2(driver, argv, message, data_dir, tmp_path, capsys):
     if argv == ["--gpu"] and torch.cuda.is_available():

@@ -196,3 +196,28 @@ def test_cli_bad_arguments_exit_2(tmp_path, capsys, argv, message):
     assert run_cli(_cli(), [*argv, "--data-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+
+
+# --- the PGT JSON datasets (Montevideo bus, Pedal Me, England COVID) ------------------------
+
+
+@pytest.mark.parametrize("name", ["montevideo-bus", "pedalme", "england-covid"])
+def test_pgt_json_dataset_downloads_against_the_registry_checksum(server, tmp_path, monkeypatch, capsys, name):
+    """Served the shipped file under the upstream URL's file name, the CLI fetches it, and the
+    registry's sha256 (kept, only the host is replaced) accepts it."""
+    base, served = server
+    (file_name,) = registry.DATASETS[name].layouts[0]
+    url, sha256 = registry.DATASETS[name].sources[file_name]
+    assert url.endswith(f"/pytorch_geometric_temporal/master/dataset/{file_name}") and sha256
+    shipped = (REPO / "data" / file_name).read_bytes()
+    (served / file_name).write_bytes(shipped)
+    _set_sources(monkeypatch, name, {file_name: (f"{base}/{file_name}", sha256)})
+    data = tmp_path / "data"
+    assert run_cli(_cli(), [name, "--data-dir", str(data), "--quiet"]) == 0
+    assert f"downloaded {data / file_name}" in capsys.readouterr().out
+    assert (data / file_name).read_bytes() == shipped and _leftovers(data) == [file_name]
+    # a different file under that name is refused, and nothing is saved
+    (served / file_name).write_bytes(shipped[:-2] + b"}}")
+    with pytest.raises(InputError, match=f"checksum mismatch for {file_name}"):
+        download(name, tmp_path / "other", progress=False)
+    assert _leftovers(tmp_path / "other") == []

@@ -98,7 +98,7 @@ def test_a_crash_mid_training_keeps_the_rows_written_so_far(tmp_path, monkeypatc
 
 @pytest.mark.parametrize("argv, message", [
     (["--mode", "fast"], "argument -m/--mode: invalid choice: 'fast'"),
-    (["--epochs", "many"], "argument -e/--epochs: invalid int value"),
+    (["--epochs", "many"], "argument -e/--epochs: expected a positive integer"),
     (["--gpu", "maybe"], "argument -g/--gpu: expected a boolean"),
     (["--model", "gru"], "error: unknown model 'gru' for --model"),
     (["--gpu", "True"], "error: --gpu was given but no usable CUDA GPU"),

@@ -14,13 +14,12 @@ from pgti.observability.outputs import (
     EPOCHS_FILE,
     STATS_COLUMNS,
     CsvAppender,
-    default_run_dir,
     git_state,
     package_versions,
-    prepare_output_dir,
     write_config,
     write_stats,
 )
+from pgti.observability.rundir import LOCK_FILE, RunDir
 
 
 def read(path):
@@ -85,35 +84,36 @@ def test_write_stats_is_one_row_with_missing_keys_empty(tmp_path):
     assert len(read(path)) == 2
 
 
-def test_prepare_output_dir_under_a_regular_file_raises_input_error(tmp_path):
+def test_claim_under_a_regular_file_raises_input_error(tmp_path):
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("x")
-    with pytest.raises(InputError, match="output directory .*not_a_dir/run is not writable"):
-        prepare_output_dir(blocker / "run")
+    with pytest.raises(InputError, match="output directory .*not_a_dir.* cannot be created"):
+        RunDir.claim(blocker / "run")
 
 
-def test_prepare_output_dir_creates_parents_and_leaves_no_probe(tmp_path):
-    path = prepare_output_dir(tmp_path / "a" / "b")
-    assert path.is_dir() and list(path.iterdir()) == []
-    assert prepare_output_dir(path) == path  # idempotent
+def test_claim_creates_parents_holds_a_lock_and_releases_it(tmp_path):
+    run = RunDir.claim(tmp_path / "a" / "b")
+    assert run.path.is_dir() and [p.name for p in run.path.iterdir()] == [LOCK_FILE]
+    run.close(failed=False)
+    assert list(run.path.iterdir()) == []
 
 
-def test_default_run_dir_layout_and_suffix_on_collision(tmp_path):
+def test_claim_new_layout_and_suffix_on_collision(tmp_path):
     now = dt.datetime(2026, 11, 23, 4, 6, 29)
-    first = default_run_dir(tmp_path, "pems-bay", "index", gpu=True, now=now)
-    second = default_run_dir(tmp_path, "pems-bay", "index", gpu=True, now=now)
-    cpu = default_run_dir(tmp_path, "pems-bay", "index", gpu=False, now=now)
-    assert first == tmp_path / "pems-bay" / "index-gpu" / "20261123-040629"
-    assert second == first.with_name("20261123-040629-1")
-    assert cpu == tmp_path / "pems-bay" / "index" / "20261123-040629"
-    assert first.is_dir() and second.is_dir()
+    first = RunDir.claim_new(tmp_path, "pems-bay", "index-gpu", now=now)
+    second = RunDir.claim_new(tmp_path, "pems-bay", "index-gpu", now=now)
+    cpu = RunDir.claim_new(tmp_path, "pems-bay", "index", now=now)
+    assert first.path == tmp_path / "pems-bay" / "index-gpu" / "20261123-040629"
+    assert second.path == first.path.with_name("20261123-040629-1")
+    assert cpu.path == tmp_path / "pems-bay" / "index" / "20261123-040629"
+    assert first.path.is_dir() and second.path.is_dir()
 
 
-def test_default_run_dir_under_a_file_raises_input_error(tmp_path):
+def test_claim_new_under_a_file_raises_input_error(tmp_path):
     blocker = tmp_path / "results"
     blocker.write_text("x")
-    with pytest.raises(InputError, match="not writable"):
-        default_run_dir(blocker, "chickenpox", "base", gpu=False)
+    with pytest.raises(InputError, match="cannot be created"):
+        RunDir.claim_new(blocker, "chickenpox", "base")
 
 
 def test_config_records_args_versions_machine_git_and_command(tmp_path):

@@ -15,10 +15,10 @@ from pgti.observability.outputs import (
     EPOCH_COLUMNS,
     EPOCHS_FILE,
     CsvAppender,
-    default_run_dir,
     write_config,
     write_stats,
 )
+from pgti.observability.rundir import RunDir
 from pgti.observability.plots import plot_runs, summarize_runs, summary_markdown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def fake_run(root: Path, mode: str, gpu: bool, scale: float, seconds: int = 20) -> Path:
     """A run directory as a finished run leaves it, with plausible numbers."""
-    run_dir = default_run_dir(root, "chickenpox", mode, gpu)
+    claimed = RunDir.claim_new(root, "chickenpox", f"{mode}-gpu" if gpu else mode)
+    claimed.release()
+    run_dir = claimed.path
     with CsvAppender(run_dir / "system_stats.csv", SYSTEM_STATS_COLUMNS) as system:
         for t in range(seconds):
             system.append({
@@ -70,11 +72,19 @@ def test_plot_runs_writes_three_nontrivial_pngs(two_runs, tmp_path):
         assert path.stat().st_size > 10_000
 
 
-def test_plot_a_run_missing_its_epoch_csv_names_the_file(two_runs, tmp_path):
+def test_plot_a_run_missing_its_epoch_csv_plots_the_rest_and_names_the_file(two_runs, tmp_path):
     _, runs = two_runs
     (runs[0] / EPOCHS_FILE).unlink()
-    with pytest.raises(InputError, match=EPOCHS_FILE):
-        plot_runs(runs, tmp_path / "plots")
+    notes = []
+    written = plot_runs(runs, tmp_path / "plots", note=notes.append)
+    assert len(notes) == 1 and str(runs[0]) in notes[0] and EPOCHS_FILE in notes[0]
+    assert all(p.is_file() for p in written)
+
+
+def test_plot_a_directory_holding_no_run_file_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="not a run directory"):
+        plot_runs([tmp_path / "empty"], tmp_path / "plots")
 
 
 def test_summary_has_a_row_per_run_joined_with_config(two_runs):

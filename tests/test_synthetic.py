@@ -385,3 +385,108 @@ def test_cli_writes_and_needs_force_to_overwrite(tmp_path):
     forced = subprocess.run([*base, "--seed", "1", "--force", "--quiet"], capture_output=True, text=True)
     assert forced.returncode == 0 and forced.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chickenpox.json"]
+
+
+# --- the PGT JSON formats (Montevideo bus, Pedal Me, England COVID) ----------------------------
+
+PGT_JSON = {"montevideo-bus": dict(nodes=30, timesteps=300), "pedalme": dict(nodes=6, timesteps=20),
+            "england-covid": dict(nodes=9, timesteps=30)}
+
+
+@pytest.fixture(scope="module")
+def pgt_small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pgt_json")
+    return {name: generate(name, root / name, progress=False, **size)[0] for name, size in PGT_JSON.items()}
+
+
+@pytest.mark.parametrize("name", list(PGT_JSON))
+def test_pgt_json_synthetic_reads_back_through_the_real_reader(pgt_small, name):
+    from pgti.data import prepare
+
+    n, t = PGT_JSON[name]["nodes"], PGT_JSON[name]["timesteps"]
+    raw = load_raw(name, pgt_small[name].parent)
+    assert (raw.num_timesteps, raw.num_nodes) == (t, n)
+    values = raw.rows.read(0, t)
+    assert np.isfinite(values).all() and values.std() > 0
+    assert raw.edge_index.shape[1] > 0 and 0 <= raw.edge_index.min() and raw.edge_index.max() < n
+    data = prepare(name, pgt_small[name].parent, "lazy-index", raw=raw)
+    assert min(data.split.size(s) for s in ("train", "val", "test")) >= 1
+    data.close()
+
+
+def test_montevideo_synthetic_is_a_node_link_graph_like_the_real_file(pgt_small):
+    obj = json.loads(pgt_small["montevideo-bus"].read_text())
+    real_node_keys = ["bus_stop", "in_degree", "lon", "lat", "y", "X", "id"]
+    assert list(obj) == ["directed", "multigraph", "graph", "nodes", "links"]
+    assert obj["directed"] is True and obj["multigraph"] is False and "name" in obj["graph"]
+    stops = [node["bus_stop"] for node in obj["nodes"]]
+    assert len(set(stops)) == 30
+    in_degree = {s: 0 for s in stops}
+    for link in obj["links"]:
+        assert list(link) == ["weight", "source", "target"]
+        assert link["source"] in in_degree and link["target"] in in_degree and link["weight"] > 0
+        in_degree[link["target"]] += 1
+    for node in obj["nodes"]:
+        assert list(node) == real_node_keys and node["id"] == node["bus_stop"]
+        assert node["in_degree"] == in_degree[node["bus_stop"]]
+        assert node["X"] == {"y": node["y"]} and all(isinstance(v, int) and v >= 0 for v in node["y"])
+    assert len(obj["links"]) >= 29  # consecutive stops of each line, plus junctions
+
+
+def test_montevideo_synthetic_riders_follow_the_day(tmp_path):
+    (path,) = generate("montevideo-bus", tmp_path, nodes=60, timesteps=24 * 14, progress=False)
+    y = load_raw("montevideo-bus", tmp_path).rows.read(0, 24 * 14).reshape(14, 24, 60).sum(axis=2)
+    weekdays = y[[d for d in range(14) if (d + 3) % 7 < 5]]  # 2020-10-01 was a Thursday
+    assert weekdays[:, 2:4].mean() < 0.1 * weekdays[:, 7:9].mean()  # 2-4 am vs the morning peak
+
+
+def test_pedalme_synthetic_layout(pgt_small):
+    obj = json.loads(pgt_small["pedalme"].read_text())
+    assert list(obj) == ["edges", "weights", "X"]
+    edges, weights, x = np.array(obj["edges"]), np.array(obj["weights"]), np.array(obj["X"])
+    assert edges.tolist() == [[i, j] for i in range(6) for j in range(6)]  # every pair, row-major
+    assert np.all(weights[edges[:, 0] == edges[:, 1]] == 1.0) and weights.min() > 0 and weights.max() <= 1
+    assert x.shape == (20, 6)
+
+
+def test_england_covid_synthetic_layout(pgt_small):
+    obj = json.loads(pgt_small["england-covid"].read_text())
+    assert list(obj) == ["edge_mapping", "time_periods", "y"]
+    assert obj["time_periods"] == 30 and np.array(obj["y"]).shape == (30, 9)
+    index, weight = obj["edge_mapping"]["edge_index"], obj["edge_mapping"]["edge_weight"]
+    assert list(index) == list(weight) == [str(t) for t in range(30)]
+    sizes = [len(index[d]) for d in index]
+    assert all(len(weight[d]) == len(index[d]) for d in index) and len(set(sizes)) > 1  # graphs change daily
+    assert all({i for i, j in index[d] if i == j} == set(range(9)) for d in index)  # self loops every day
+
+
+def test_short_real_series_set_their_own_minimum_length(tmp_path):
+    from pgti.datasets.synthetic import min_timesteps
+
+    assert min_timesteps(get_spec("montevideo-bus")) == 240  # 20 x L still fits in 744 hours
+    assert min_timesteps(get_spec("pedalme")) == 11  # 35 weeks < 20 x 3: 6 windows split 4/1/1
+    assert min_timesteps(get_spec("england-covid")) == 19
+    with pytest.raises(InputError, match=r"timesteps must be an integer >= 11 for pedalme \(lags=3: each part of the default"):
+        generate("pedalme", tmp_path, timesteps=10, progress=False)
+    (path,) = generate("pedalme", tmp_path, progress=False)  # the real size is accepted
+    assert np.array(json.loads(path.read_text())["X"]).shape == (35, 15)
+
+
+@pytest.mark.parametrize("name", list(PGT_JSON))
+def test_pgt_json_synthetic_is_deterministic(tmp_path, name):
+    a = generate(name, tmp_path / "a", seed=4, progress=False, **PGT_JSON[name])[0]
+    b = generate(name, tmp_path / "b", seed=4, progress=False, **PGT_JSON[name])[0]
+    c = generate(name, tmp_path / "c", seed=5, progress=False, **PGT_JSON[name])[0]
+    assert _sha(a) == _sha(b) != _sha(c)
+
+
+def test_cli_writes_a_pgt_json_dataset(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "make_synthetic.py"), "--dataset", "england-covid",
+         "--nodes", "5", "--timesteps", "19", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "england_covid.json" in proc.stdout and "19 time steps x 5 nodes" in proc.stdout
+    raw = load_raw("england-covid", tmp_path)
+    assert (raw.num_timesteps, raw.num_nodes) == (19, 5)

@@ -89,17 +89,21 @@ def measure_memory(data: BenchData, mode: str, args, *, batch_size: int, max_bat
             print(outcome.log_tail)
         return {**row, "status": f"{outcome.status}: {message}"[:300]}
     r = outcome.result
+    last_pass, data_s = r["pass_s"][-1], r["data_s"][-1]
     return {
         **row,
         "status": "ok",
         "peak_gib": gib(r["peak_above_baseline_bytes"]),
         "idle_gib": gib(r["baseline_bytes"]),
         "gpu_peak_gib": gib(r["gpu_peak_reserved_bytes"]),
+        "gpu_alloc_gib": gib(r["gpu_peak_allocated_bytes"]),
         "storage_gib": gib(r["storage_bytes"]),
         "prep_s": r["prep_s"],
         "batches": r["batches"],
         "batches_s": r["batches_s"],
-        "last_pass_s": r["pass_s"][-1],
+        "last_pass_s": last_pass,
+        "data_s": data_s,
+        "data_share": data_s / last_pass if last_pass > 0 else None,
         "batches_per_s": r["batches"] / r["batches_s"] if r["batches_s"] > 0 else None,
         "rss_exact": r["rss_exact"],
         "threads": r["threads"],

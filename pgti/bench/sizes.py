@@ -74,7 +74,9 @@ class Shape:
         return batch_size * self.num_nodes * TRAIN_BYTES_PER_SAMPLE_NODE
 
     def estimate(self, mode: str) -> int:
-        """Peak bytes ``mode``'s data needs above the idle interpreter."""
+        """Peak bytes ``mode``'s data needs above the idle interpreter (in host memory: base-gpu
+        and lazy-index-gpu hold what base and lazy-index hold, plus one batch on the GPU)."""
+        mode = {"base-gpu": "base", "lazy-index-gpu": "lazy-index"}.get(mode, mode)
         chunks = 3 * min(CHUNK_BYTES, 8 * self.num_timesteps * self.num_nodes)
         if mode == "base":
             need = self.windows_bytes + self.series_bytes

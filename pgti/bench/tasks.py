@@ -3,7 +3,8 @@
 
 - ``generate``: write a synthetic dataset (so the parent never holds its arrays).
 - ``memory``: peak RSS above the idle interpreter over preprocessing plus a pass over training
-  batches (batch assembly only, or forward/backward of a model), and the time of each part.
+  batches (batch assembly only, or forward/backward of a model), the time of each part, and
+  the time spent producing the batches (the data share of the pass).
 - ``rates``: batch-assembly rates side by side in one process: our index batching, the peer's
   ``IndexDataset`` + default ``DataLoader`` collate (on our float32 series, and on the array
   its loader builds), and plain tensor copies of the same bytes out of the series.
@@ -18,11 +19,14 @@ import time
 import torch
 
 from pgti.bench.rss import PeakRss
-from pgti.data.loader import prepare
+from pgti.data.loader import check_device, prepare
 from pgti.data.windows import num_windows, split_windows
 from pgti.datasets.formats import load_raw
 
-MEMORY_MODES = ("base", "index", "lazy-index", "gpu-index", "peer")
+# The model trains on the GPU in these: gpu-index keeps the series there (GPU-index-batching);
+# base-gpu and lazy-index-gpu copy each batch over, as the standard workflow does.
+GPU_MODES = {"gpu-index": "index", "base-gpu": "base", "lazy-index-gpu": "lazy-index"}
+MEMORY_MODES = ("base", "index", "lazy-index", "gpu-index", "peer", "base-gpu", "lazy-index-gpu")
 
 
 def task_generate(name: str, data_dir: str, nodes: int | None, timesteps: int | None, seed: int = 0) -> dict:
@@ -70,7 +74,10 @@ def task_memory(
     passes: int = 1,
 ) -> dict:
     """Peak memory of ``mode`` over preprocessing + ``passes`` passes of ``max_batches`` training
-    batches each (all if None), and the time of preprocessing and of each pass.
+    batches each (all if None), the time of preprocessing and of each pass, and of each pass the
+    seconds spent producing its batches (``data_s``; on a GPU, the queue is drained before each
+    batch is asked for and after it arrives, so neither the step before nor the batch's own
+    GPU work is misattributed).
 
     The first pass can be slower than the next for reasons outside the batching: glibc's malloc
     returns freed batch-sized buffers to the kernel until a large enough free raises its
@@ -79,7 +86,9 @@ def task_memory(
     if mode not in MEMORY_MODES:
         raise ValueError(f"unknown mode {mode!r}")
     _set_threads(threads)
-    gpu = mode == "gpu-index"
+    gpu = mode in GPU_MODES
+    if gpu:
+        check_device(True, flag=f"mode {mode}")  # one clear line, before CUDA is touched
     if mode == "peer":
         import pandas  # noqa: F401 - PGT's traffic loaders import it with the module
 
@@ -115,7 +124,7 @@ def task_memory(
             if train:
                 units = TargetUnits(torch.tensor(0.0), torch.tensor(1.0), None)
         else:
-            data = prepare(dataset, data_dir, "index" if gpu else mode, gpu=gpu)
+            data = prepare(dataset, data_dir, GPU_MODES.get(mode, mode), gpu=gpu)
             storage_bytes, lags = data.storage.nbytes, data.lags
             edge_index, edge_weight = data.edge_index, data.edge_weight
 
@@ -133,12 +142,12 @@ def task_memory(
         if train:
             net = build_model(model, num_nodes=data.num_nodes, num_features=data.num_features,
                               edge_index=edge_index, edge_weight=edge_weight)
-            device = torch.device("cuda") if gpu else torch.device("cpu")
+            device = data.device if gpu else torch.device("cpu")
             trainer = Trainer(net.to(device), units.to(device), lags, device=device)
-        pass_s, n_batches = [], 0
+        pass_s, data_s, n_batches = [], [], 0
         for epoch in range(passes):
             t1 = time.perf_counter()
-            counted = _counting(epoch_batches(epoch))
+            counted = _counting(epoch_batches(epoch), sync=torch.cuda.synchronize if gpu else None)
             if trainer is not None:
                 trainer.train_epoch(counted, total=max_batches or 0)
             else:
@@ -147,6 +156,7 @@ def task_memory(
             if gpu:
                 torch.cuda.synchronize()
             pass_s.append(time.perf_counter() - t1)
+            data_s.append(counted.data_s)
             n_batches = counted.count
         shape = (data.raw.num_timesteps, data.num_nodes, data.num_features)
         data.raw.close()
@@ -166,6 +176,7 @@ def task_memory(
         "prep_s": prep_s,
         "batches_s": pass_s[0],
         "pass_s": pass_s,
+        "data_s": data_s,
         "threads": torch.get_num_threads(),
         **rss.as_dict(),
     }
@@ -183,11 +194,28 @@ def _warm_up_training(model: str, Trainer, TargetUnits, build_model) -> None:
 
 
 class _counting:
-    def __init__(self, it):
-        self.it, self.count = it, 0
+    """Passes batches on, counting them and the seconds spent producing them (``data_s``).
+
+    ``sync`` (``torch.cuda.synchronize`` on a GPU) is called before each batch is asked for, so
+    the previous step's queued GPU work is not counted as data, and after the batch arrives, so
+    its own queued GPU work (a gather, a host-to-device copy) is."""
+
+    def __init__(self, it, sync=None):
+        self.it, self.count, self.data_s, self.sync = it, 0, 0.0, sync
 
     def __iter__(self):
-        for item in self.it:
+        it = iter(self.it)
+        while True:
+            if self.sync is not None:
+                self.sync()
+            t0 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            if self.sync is not None:
+                self.sync()
+            self.data_s += time.perf_counter() - t0
             self.count += 1
             yield item
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pgti.data.windows import train_row_weights
+from pgti.data.windows import SPLITS, Split, train_row_weights
 from pgti.datasets.formats import RawDataset, RowReader
 from pgti.errors import InputError
 
@@ -49,12 +49,17 @@ class Normaliser:
         return self.apply(np.asarray([[raw_value]], dtype=np.float64))[0]
 
 
-def compute_normaliser(rows: RowReader, n_train: int, lags: int, how: str) -> Normaliser:
+def compute_normaliser(rows: RowReader, n_train: int, lags: int, how: str, *,
+                       target_rows: dict[str, tuple[int, int]] | None = None,
+                       missing: float | None = None) -> Normaliser:
     """Statistics of the training inputs, in float64, two chunked passes.
 
-    The first pass also checks the whole series for NaN/inf, so bad values are reported before
-    any training starts.
+    The first pass also checks the whole series for NaN/inf, and that each split in
+    ``target_rows`` (name -> rows [r0, r1) its target windows cover) holds at least one reading
+    that is not ``missing``, so bad values are reported before any training starts.
     """
+    target_rows = target_rows or {}
+    valid = dict.fromkeys(target_rows, 0)
     n_rows_train = n_train + lags - 1  # rows touched by training input windows
     per_node = how == "per-node"
     step = chunk_rows(rows.num_nodes)
@@ -70,11 +75,23 @@ def compute_normaliser(rows: RowReader, n_train: int, lags: int, how: str) -> No
                 f"{rows.source} contains {int(bad.sum())} NaN/inf values in rows {t0}..{t1 - 1} "
                 f"(first at time step {t0 + r}, sensor column {c})"
             )
+        for name, (r0, r1) in target_rows.items():
+            a, b = max(r0, t0), min(r1, t1)
+            if a < b and valid[name] == 0:
+                part = block[a - t0 : b - t0]
+                valid[name] += int(part.size if missing is None else np.count_nonzero(part != missing))
         if how == "none" or t0 >= n_rows_train:
             continue
         w = train_row_weights(t0, t1, n_train, lags)
         total_w += w.sum()
         sums += (w @ block) if per_node else np.array([w @ block.sum(axis=1)])
+    for name, count in valid.items():
+        if count == 0:
+            r0, r1 = target_rows[name]
+            raise InputError(
+                f"{rows.source} has no valid reading in the {name} split (time steps {r0}..{r1 - 1}): "
+                f"every value there is missing ({missing!r})"
+            )
     if how == "none":
         return Normaliser(np.float32(0.0), np.float32(1.0), identity=True)
     count = total_w * (1 if per_node else rows.num_nodes)
@@ -140,8 +157,14 @@ def calendar_features(timestamps_ns: np.ndarray, day_of_week: bool):
     return tod, dow
 
 
-def feature_builder(raw: RawDataset, n_train: int, lags: int, day_of_week: bool = False) -> FeatureBuilder:
-    normaliser = compute_normaliser(raw.rows, n_train, lags, raw.spec.normalisation)
+def split_target_rows(split: Split, lags: int) -> dict[str, tuple[int, int]]:
+    """Rows [r0, r1) that the target windows of each split cover."""
+    return {name: (lo + lags, hi - 1 + 2 * lags) for name in SPLITS for lo, hi in [getattr(split, name)]}
+
+
+def feature_builder(raw: RawDataset, split: Split, lags: int, day_of_week: bool = False) -> FeatureBuilder:
+    normaliser = compute_normaliser(raw.rows, split.size("train"), lags, raw.spec.normalisation,
+                                    target_rows=split_target_rows(split, lags), missing=raw.spec.missing_value)
     if raw.timestamps_ns is None:
         if day_of_week:
             raise InputError(f"--day-of-week needs timestamps; {raw.spec.name} has none")

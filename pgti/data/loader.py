@@ -148,7 +148,7 @@ def prepare(
     lags = raw.spec.lags
     n = num_windows(raw.num_timesteps, lags, raw.rows.source)
     split = split_windows(n, ratios, raw.rows.source)
-    features = feature_builder(raw, split.size("train"), lags, day_of_week)
+    features = feature_builder(raw, split, lags, day_of_week)
     if mode == "base":
         storage = BaseStorage(raw.rows, features, lags, n)
     elif mode == "index":

@@ -28,17 +28,28 @@ MODES = ("base", "index", "lazy-index")
 
 
 class IndexStorage:
-    def __init__(self, rows: RowReader, features: FeatureBuilder, lags: int, device="cpu"):
+    """``build_in_place`` says how the series is filled: True builds each chunk of rows straight
+    into the series through a numpy view (host memory only; the default on the CPU); False
+    builds each chunk in a small host buffer and copies it over (the default on any other
+    device, where the whole series never sits on the host). Both give the same bits, so the
+    copying branch a GPU takes is tested on the CPU with ``build_in_place=False``."""
+
+    def __init__(self, rows: RowReader, features: FeatureBuilder, lags: int, device="cpu", *,
+                 build_in_place: bool | None = None):
         self.lags = lags
         self.device = torch.device(device)
+        if build_in_place is None:
+            build_in_place = self.device.type == "cpu"
+        elif build_in_place and self.device.type != "cpu":
+            raise ValueError(f"build_in_place needs host memory; the series goes to {self.device}")
         t, n, f = rows.num_timesteps, rows.num_nodes, features.num_features
         self.series = torch.empty((t, n, f), dtype=torch.float32, device=self.device)
         step = chunk_rows(n)
         for t0 in range(0, t, step):
             t1 = min(t0 + step, t)
-            if self.device.type == "cpu":
+            if build_in_place:
                 features.build(rows.read(t0, t1), t0, out=self.series[t0:t1].numpy())
-            else:  # one small host chunk at a time; the whole series never sits on the host
+            else:  # one small host chunk at a time
                 self.series[t0:t1].copy_(torch.from_numpy(features.build(rows.read(t0, t1), t0)))
         # Every L-step window as a zero-copy view, (T - L + 1, L, N, F): window s is the
         # contiguous block of rows [s, s + L). A batch is then one index_select of B such

@@ -61,12 +61,16 @@ class H5Rows:
     def __init__(self, path: Path, key: str):
         self.path = path
         self.source = str(path)
-        self._file = h5py.File(path, "r")
+        self._file = open_h5(path)
         self._values = self._file[key]["block0_values"]
         self.num_timesteps, self.num_nodes = self._values.shape
 
     def read(self, t0: int, t1: int) -> np.ndarray:
-        return self._values[t0:t1]
+        try:
+            return self._values[t0:t1]
+        except (OSError, RuntimeError) as exc:  # a truncated or damaged file fails on read
+            raise InputError(f"{self.path}: cannot read time steps {t0}..{t1 - 1} (is the file truncated "
+                             f"or damaged?): {_first_line(exc)}") from None
 
     def close(self) -> None:
         self._file.close()
@@ -108,6 +112,10 @@ def load_raw(name: str, data_dir: str | Path = "data") -> RawDataset:
         return _read_chickenpox(spec, paths[0])
     if spec.format == "windmill-json":
         return _read_windmill(spec, paths[0])
+    from pgti.datasets import pgt_json  # Montevideo bus, Pedal Me, England COVID (imports this module)
+
+    if spec.format in pgt_json.READERS:
+        return pgt_json.read(spec, paths[0])
     return _read_dcrnn(spec, *paths)
 
 
@@ -116,24 +124,55 @@ def load_raw(name: str, data_dir: str | Path = "data") -> RawDataset:
 
 def _load_json(path: Path, keys: tuple[str, ...]) -> dict:
     try:
-        with open(path) as f:
+        with open(path, "rb") as f:
             obj = json.load(f)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path} is not valid JSON: nested too deeply") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not isinstance(obj, dict) or any(k not in obj for k in keys):
         found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
         raise InputError(f"{path} must be a JSON object with keys {list(keys)}; found {found}")
     return obj
 
 
-def _matrix(path: Path, key: str, value, dtype) -> np.ndarray:
+def _numbers(path: Path, key: str, value, dtype, ndim: int) -> np.ndarray:
+    """``value`` as an ``ndim``-D array of JSON numbers (no strings, booleans, nulls or ragged
+    rows), converted to ``dtype``; integer dtypes accept only integral values."""
+    what = {1: "list of numbers", 2: "matrix of numbers"}[ndim]
     try:
-        arr = np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{path}: {key!r} is not a numeric matrix: {exc}") from None
-    if arr.ndim != 2:
-        raise InputError(f"{path}: {key!r} must be 2-D, got shape {arr.shape}")
-    return arr
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged
+        raise InputError(f"{path}: {key!r} must be a {what} with rows of equal length") from None
+    if arr.dtype.kind not in "iuf" or arr.ndim != ndim:
+        kind = {"b": "booleans", "U": "strings", "S": "strings", "O": "mixed types, nulls or ragged rows"}.get(
+            arr.dtype.kind, str(arr.dtype))
+        shape = f"shape {arr.shape}" if arr.dtype.kind in "iuf" else kind
+        raise InputError(f"{path}: {key!r} must be a {what}; found {shape}")
+    if arr.size == 0:
+        raise InputError(f"{path}: {key!r} is empty (shape {arr.shape})")
+    if np.dtype(dtype).kind in "iu":
+        if arr.dtype.kind == "f" and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+            raise InputError(f"{path}: {key!r} must hold whole numbers")
+        if np.abs(arr).max() > np.iinfo(np.int64).max // 2:
+            raise InputError(f"{path}: {key!r} holds numbers too large for indices")
+    return arr.astype(dtype)
+
+
+def _matrix(path: Path, key: str, value, dtype) -> np.ndarray:
+    return _numbers(path, key, value, dtype, 2)
+
+
+def _weights(path: Path, key: str, value, count: int) -> np.ndarray:
+    """E finite edge weights, one per edge."""
+    w = _numbers(path, key, value, np.float64, 1)
+    if w.shape[0] != count:
+        raise InputError(f"{path}: {w.shape[0]} {key!r} for {count} edges")
+    if not np.isfinite(w).all():
+        raise InputError(f"{path}: {key!r} holds NaN or infinite weights")
+    return w.astype(np.float32)
 
 
 def _edges(path: Path, edges, num_nodes: int) -> np.ndarray:
@@ -152,11 +191,15 @@ def _read_chickenpox(spec: DatasetSpec, path: Path) -> RawDataset:
     obj = _load_json(path, ("edges", "node_ids", "FX"))
     values = _matrix(path, "FX", obj["FX"], np.float64)
     num_nodes = values.shape[1]
-    node_ids = [name for name, _ in sorted(obj["node_ids"].items(), key=lambda kv: kv[1])]
-    if len(node_ids) != num_nodes:
+    ids = obj["node_ids"]
+    if not isinstance(ids, dict) or not all(type(v) is int for v in ids.values()):
+        raise InputError(f"{path}: 'node_ids' must be an object mapping each name to an integer index")
+    if sorted(ids.values()) != list(range(num_nodes)):
         raise InputError(
-            f"{path}: 'node_ids' names {len(node_ids)} nodes but 'FX' has {num_nodes} columns"
+            f"{path}: 'node_ids' must number the {num_nodes} columns of 'FX' 0..{num_nodes - 1}; "
+            f"found {len(ids)} names with indices {sorted(set(ids.values()))[:5]}..."
         )
+    node_ids = [name for name, _ in sorted(ids.items(), key=lambda kv: kv[1])]
     edge_index = _edges(path, obj["edges"], num_nodes)
     weights = np.ones(edge_index.shape[1], dtype=np.float32)
     return RawDataset(spec, (path,), node_ids, edge_index, weights, None, ArrayRows(values, str(path)))
@@ -167,11 +210,7 @@ def _read_windmill(spec: DatasetSpec, path: Path) -> RawDataset:
     values = _matrix(path, "block", obj["block"], np.float64)
     num_nodes = values.shape[1]
     edge_index = _edges(path, obj["edges"], num_nodes)
-    weights = np.asarray(obj["weights"], dtype=np.float32).reshape(-1)
-    if weights.shape[0] != edge_index.shape[1]:
-        raise InputError(
-            f"{path}: {weights.shape[0]} 'weights' for {edge_index.shape[1]} 'edges'"
-        )
+    weights = _weights(path, "weights", obj["weights"], edge_index.shape[1])
     node_ids = [str(i) for i in range(num_nodes)]
     return RawDataset(spec, (path,), node_ids, edge_index, weights, None, ArrayRows(values, str(path)))
 
@@ -187,21 +226,60 @@ def _attr_str(value) -> str:
     return str(value)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def open_h5(path: Path) -> h5py.File:
+    """Open ``path`` read-only, or say in one line why it is not a readable HDF5 file."""
+    try:
+        return h5py.File(path, "r")
+    except (OSError, RuntimeError, ValueError) as exc:
+        size = path.stat().st_size if path.is_file() else None
+        what = "is empty" if size == 0 else "is not an HDF5 file, or is truncated or damaged"
+        raise InputError(f"{path} {what} ({_first_line(exc)})") from None
+
+
+_NUMERIC = "iuf"
+
+
 def find_h5_key(path: Path) -> str:
-    with h5py.File(path, "r") as f:
-        for key in H5_KEYS:
-            if key in f and isinstance(f[key], h5py.Group) and "block0_values" in f[key]:
-                return key
-        found = sorted(f.keys())
-    raise InputError(
-        f"{path} has no pandas series under the keys {list(H5_KEYS)}; keys found: {found or 'none'}"
-    )
+    """The key of the pandas frame in ``path``, after checking its layout: ``axis0`` (N sensor
+    ids), ``axis1`` (T int64 timestamps) and a numeric 2-D ``block0_values`` (T, N)."""
+    with open_h5(path) as f:
+        key = next((k for k in H5_KEYS if k in f and isinstance(f[k], h5py.Group)), None)
+        if key is None:
+            raise InputError(
+                f"{path} has no pandas series under the keys {list(H5_KEYS)}; keys found: {sorted(f.keys()) or 'none'}"
+            )
+        group = f[key]
+        for name in ("axis0", "axis1", "block0_values"):
+            if not isinstance(group.get(name), h5py.Dataset):
+                raise InputError(f"{path}: /{key}/{name} is missing; this is not a pandas fixed-format frame")
+        values, axis0, axis1 = group["block0_values"], group["axis0"], group["axis1"]
+        if values.ndim != 2 or values.dtype.kind not in _NUMERIC:
+            raise InputError(f"{path}: /{key}/block0_values must be a 2-D numeric array (time x sensors); "
+                             f"found {values.ndim}-D {values.dtype}")
+        if axis1.ndim != 1 or axis1.dtype.kind not in "iu":
+            raise InputError(f"{path}: /{key}/axis1 must hold int64 timestamps; found {axis1.ndim}-D {axis1.dtype}")
+        if axis0.ndim != 1:
+            raise InputError(f"{path}: /{key}/axis0 must be a 1-D list of sensor ids; found {axis0.ndim}-D")
+        if values.shape != (axis1.shape[0], axis0.shape[0]):
+            raise InputError(
+                f"{path}: /{key}/block0_values has shape {values.shape}, expected "
+                f"({axis1.shape[0]} timestamps, {axis0.shape[0]} sensors)"
+            )
+        if 0 in values.shape:
+            raise InputError(f"{path}: the series is empty (shape {values.shape})")
+    return key
 
 
-def read_timestamps_ns(path: Path, key: str) -> np.ndarray:
+def read_timestamps_ns(path: Path, key: str, step_seconds: int | None = None) -> np.ndarray:
     """The DatetimeIndex as int64 nanoseconds. ``kind`` is 'datetime64' (ns, older pandas)
-    or 'datetime64[<unit>]' (pandas >= 2 writes microseconds)."""
-    with h5py.File(path, "r") as f:
+    or 'datetime64[<unit>]' (pandas >= 2 writes microseconds). With ``step_seconds``, the
+    timestamps must advance by exactly that step."""
+    with open_h5(path) as f:
         axis1 = f[key]["axis1"]
         kind = _attr_str(axis1.attrs.get("kind", b""))
         raw = axis1[:].astype(np.int64)
@@ -210,7 +288,36 @@ def read_timestamps_ns(path: Path, key: str) -> np.ndarray:
     unit = kind[len("datetime64[") : -1] if "[" in kind else "ns"
     if unit not in _NS_PER:
         raise InputError(f"{path}: unsupported timestamp unit {unit!r} in /{key}/axis1")
-    return raw * _NS_PER[unit]
+    if np.abs(raw).max(initial=0) > np.iinfo(np.int64).max // _NS_PER[unit]:
+        raise InputError(f"{path}: /{key}/axis1 holds timestamps out of range")
+    ts = raw * _NS_PER[unit]
+    if step_seconds is not None and len(ts) > 1:
+        check_regular(path, ts, step_seconds)
+    return ts
+
+
+MAX_GAP_FRACTION = 0.001
+"""Share of steps that may be gaps of whole steps: real PeMS-Bay (DCRNN's file) lacks the hour
+of the spring daylight-saving change (52,116 = 181 days x 288 - 12 steps)."""
+
+
+def check_regular(path: Path, ts: np.ndarray, step_seconds: int) -> None:
+    """Timestamps must increase by the dataset's step. A few gaps of whole steps (a lost hour)
+    are accepted; anything else (a step back, a repeat, an off-grid or a changing step) is not."""
+    step = step_seconds * 1_000_000_000
+    steps = np.diff(ts)
+    off = np.flatnonzero(steps != step)
+    if not off.size:
+        return
+    gaps = (steps[off] > 0) & (steps[off] % step == 0)
+    if gaps.all() and off.size <= max(1, MAX_GAP_FRACTION * len(ts)):
+        return
+    i = int(off[~gaps][0]) if not gaps.all() else int(off[0])
+    raise InputError(
+        f"{path}: timestamps must advance by {step_seconds} s; step {i} -> {i + 1} "
+        f"({np.datetime64(int(ts[i]), 'ns')} -> {np.datetime64(int(ts[i + 1]), 'ns')}) is {steps[i] / 1e9:g} s "
+        f"({off.size} irregular step(s) in all)"
+    )
 
 
 def _sensor_ids(values: np.ndarray) -> list[str]:
@@ -227,10 +334,20 @@ def read_adjacency(path: Path) -> tuple[list[str], dict[str, int], np.ndarray]:
     if not isinstance(adj, np.ndarray) or adj.ndim != 2 or adj.shape[0] != adj.shape[1]:
         shape = getattr(adj, "shape", None)
         raise InputError(f"{path}: adj_mx must be a square N x N array, got shape {shape}")
+    if adj.dtype.kind not in _NUMERIC:
+        raise InputError(f"{path}: adj_mx must be numeric, found dtype {adj.dtype}")
+    if not np.isfinite(adj).all():
+        raise InputError(f"{path}: adj_mx holds NaN or infinite weights")
+    if not isinstance(ids, (list, tuple)) or not all(isinstance(i, (str, bytes)) for i in ids):
+        raise InputError(f"{path}: sensor_ids must be a list of strings")
+    if not isinstance(id_to_ind, dict) or not all(
+            isinstance(k, (str, bytes)) and isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            for k, v in id_to_ind.items()):
+        raise InputError(f"{path}: sensor_id_to_ind must map sensor id strings to integer indices")
+    if sorted(int(v) for v in id_to_ind.values()) != list(range(len(id_to_ind))):
+        raise InputError(f"{path}: sensor_id_to_ind must number its {len(id_to_ind)} sensors 0..{len(id_to_ind) - 1}")
     ids = [i.decode("latin1") if isinstance(i, bytes) else str(i) for i in ids]
-    id_to_ind = {
-        (k.decode("latin1") if isinstance(k, bytes) else str(k)): int(v) for k, v in dict(id_to_ind).items()
-    }
+    id_to_ind = {(k.decode("latin1") if isinstance(k, bytes) else str(k)): int(v) for k, v in id_to_ind.items()}
     return ids, id_to_ind, adj
 
 
@@ -252,15 +369,9 @@ def dense_to_edges(adj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_dcrnn(spec: DatasetSpec, h5_path: Path, pkl_path: Path) -> RawDataset:
     key = find_h5_key(h5_path)
-    timestamps = read_timestamps_ns(h5_path, key)
-    with h5py.File(h5_path, "r") as f:
+    timestamps = read_timestamps_ns(h5_path, key, spec.step_seconds)
+    with open_h5(h5_path) as f:
         columns = _sensor_ids(f[key]["axis0"][:])
-        shape = f[key]["block0_values"].shape
-    if len(shape) != 2 or shape != (len(timestamps), len(columns)):
-        raise InputError(
-            f"{h5_path}: /{key}/block0_values has shape {shape}, expected "
-            f"({len(timestamps)} timestamps, {len(columns)} sensors)"
-        )
     ids, id_to_ind, adj = read_adjacency(pkl_path)
     if adj.shape[0] != len(columns):
         raise InputError(
@@ -271,6 +382,9 @@ def _read_dcrnn(spec: DatasetSpec, h5_path: Path, pkl_path: Path) -> RawDataset:
     # The adjacency is indexed by sensor_id_to_ind; the series by its column order. DCRNN's
     # files agree; where they don't, renumber the edges into column order.
     if ids and ids != columns:
+        if len(id_to_ind) != len(columns):
+            raise InputError(f"{pkl_path}: sensor_id_to_ind names {len(id_to_ind)} sensors but {h5_path} has "
+                             f"{len(columns)}")
         position = {sensor: i for i, sensor in enumerate(columns)}
         try:
             col_of = np.array([position[s] for s in sorted(id_to_ind, key=id_to_ind.get)])

@@ -1,7 +1,10 @@
-"""The six datasets: names, file layouts, window lengths, real sizes and public sources.
+"""The nine datasets: names, file layouts, window lengths, real sizes and public sources.
 
 Sizes are facts about the real data, used as the default size of synthetic data:
 - chickenpox: 20 counties x 521 weeks (Rozemberczki et al. 2021, shipped in data/).
+- montevideo-bus: 675 bus stops x 744 hours, October 2020; pedalme: 15 London areas x 35 weeks;
+  england-covid: 129 NUTS3 regions x 61 days from 2020-03-03 (PyTorch Geometric Temporal's
+  dataset/ folder, shipped in data/; see pgti/datasets/pgt_json.py).
 - windmill-large: 319 windmills x 17,472 hours (PyTorch Geometric Temporal's WindmillOutputLarge).
 - metr-la: 207 sensors x 34,272 five-minute steps, Mar-Jun 2012 (Li et al., DCRNN, ICLR 2018).
 - pems-bay: 325 sensors x 52,116 steps, Jan-Jun 2017 (DCRNN).
@@ -17,12 +20,15 @@ from pathlib import Path
 from pgti.errors import InputError
 
 BOX = "https://anl.app.box.com/shared/static/"
+PGT_DATASET = "https://raw.githubusercontent.com/benedekrozemberczki/pytorch_geometric_temporal/master/dataset/"
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    format: str  # "chickenpox-json" | "windmill-json" | "dcrnn-h5"
+    # "chickenpox-json" | "windmill-json" | "dcrnn-h5" | "montevideo-bus-json" | "pedalme-json"
+    # | "england-covid-json"
+    format: str
     lags: int  # L: input window length = target window length
     num_nodes: int
     num_timesteps: int
@@ -34,8 +40,12 @@ class DatasetSpec:
     missing_value: float | None  # raw value meaning "no reading" (masked in the loss)
     default_epochs: int = 100
     default_batch_size: int = 64
+    # The driver's --model default where the harness-wide default cannot train on the data
+    # (PGT's BatchedDCRNN divides by each node's in-degree: NaN where a node has none).
+    default_model: str | None = None
     size_is_assumed: bool = False
-    start: str = "2012-03-01"  # first timestamp of synthetic data
+    # First timestamp of synthetic data; for montevideo-bus also of the real file, which has none.
+    start: str = "2012-03-01"
     # file name (as in the first layout) -> (url, sha256 or None)
     sources: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
@@ -67,6 +77,70 @@ DATASETS: dict[str, DatasetSpec] = {
                     "https://raw.githubusercontent.com/benedekrozemberczki/"
                     "pytorch_geometric_temporal/master/dataset/chickenpox.json",
                     "724b48cfb274b2ecbb855bdb99b970b5ef9dd3671694fa477435dc1e08293735",
+                )
+            },
+        ),
+        # L = 12 hours: every reported horizon (3, 6, 12) exists; 721 windows, 505/72/144.
+        # Inflow scales differ by stop (mean 0.001 to 28 an hour): normalised per stop.
+        DatasetSpec(
+            name="montevideo-bus",
+            format="montevideo-bus-json",
+            lags=12,
+            num_nodes=675,
+            num_timesteps=744,
+            step_seconds=3600,
+            layouts=(("montevideo_bus.json",),),
+            normalisation="per-node",
+            missing_value=None,  # a count of 0 is a real count
+            default_batch_size=32,
+            default_model="dcrnn-cell",  # 9 stops have no incoming link: pgt-dcrnn yields NaN
+            start="2020-10-01",
+            sources={
+                "montevideo_bus.json": (
+                    PGT_DATASET + "montevideo_bus.json",
+                    "37d9c6286d474077b5c05173c1570c4da42c387013116daa8862c7a6cab86a75",
+                )
+            },
+        ),
+        # L = 3 weeks: the shortest window with a reported horizon (3); 30 windows, 21/3/6.
+        # The values are already transformed to a standardised scale: used as they are.
+        DatasetSpec(
+            name="pedalme",
+            format="pedalme-json",
+            lags=3,
+            num_nodes=15,
+            num_timesteps=35,
+            step_seconds=7 * 86400,
+            layouts=(("pedalme_london.json",),),
+            normalisation="none",
+            missing_value=None,
+            default_batch_size=3,  # the validation split holds 3 windows
+            start="2020-01-06",  # synthetic data only (the real file carries no dates)
+            sources={
+                "pedalme_london.json": (
+                    PGT_DATASET + "pedalme_london.json",
+                    "8c42b893441901fb805c4f0f937543d5bb9297884ac3dec7622a3e9f7c35a79b",
+                )
+            },
+        ),
+        # L = 7 days: one week in, one out (daily reports have a weekly cycle); horizons 3 and
+        # 6; 48 windows, 34/4/10. Case scales differ by region: normalised per region.
+        DatasetSpec(
+            name="england-covid",
+            format="england-covid-json",
+            lags=7,
+            num_nodes=129,
+            num_timesteps=61,
+            step_seconds=86400,
+            layouts=(("england_covid.json",),),
+            normalisation="per-node",
+            missing_value=None,
+            default_batch_size=4,  # the validation split holds 4 windows
+            start="2020-03-03",
+            sources={
+                "england_covid.json": (
+                    PGT_DATASET + "england_covid.json",
+                    "497056cc4585b58951fd5cd17554fe0c535f68ea0c907a5b5727ae30e3913450",
                 )
             },
         ),

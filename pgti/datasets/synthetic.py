@@ -1,4 +1,4 @@
-"""Synthetic stand-ins for the six datasets, written in the real files' formats.
+"""Synthetic stand-ins for the nine datasets, written in the real files' formats.
 
 The files are what the real ones are (see ``pgti.datasets.formats``), so every reader, storage
 and benchmark runs on them unchanged. The values are simulated so that there is something to
@@ -13,6 +13,19 @@ learn and a naive "repeat the last value" forecast can be beaten:
   standardised per county as the real file is.
 - Windmill: hourly power output in [0, 1] from a wind field of weather fronts crossing the
   plane (so neighbours are correlated with a lag), a diurnal cycle, noise and maintenance stops.
+- Montevideo bus: stops along winding bus lines (links between consecutive stops, weighted by
+  their distance in metres, and lines joining the network at both ends), hourly passenger
+  inflow: Poisson counts of a per-stop popularity x a weekday or weekend daily profile (morning
+  and evening peaks mixed per stop) x a day factor shared by the stops of a line.
+- Pedal Me: weekly deliveries per area (growth, season, shared and local AR(1) noise), written
+  as the real values look: week 0 as log counts, later weeks as log week-on-week changes (our
+  reading of the published values, not a documented transform); every ordered pair of areas is
+  an edge, weighted exp(-distance / scale), self loops 1.
+- England COVID: daily cases, an epidemic wave per region whose peak moves across the plane,
+  a weekend reporting dip, Poisson counts; one mobility graph per day (k-nearest regions and
+  self loops, gravity-model flows that fall after a lockdown, about half the pairs each day).
+
+These three are generated whole (their real sizes are small) and are not chunked.
 
 Everything random is drawn per fixed block of time steps from a generator keyed by
 (seed, dataset, stream, block), and the only state carried from one block to the next is the
@@ -38,6 +51,8 @@ from typing import Iterable, Iterator
 import h5py
 import numpy as np
 
+from pgti.data.windows import num_windows, split_windows
+from pgti.datasets import pgt_json
 from pgti.datasets.registry import DatasetSpec, get_spec
 from pgti.errors import InputError
 
@@ -67,8 +82,24 @@ def _rng(seed: int, dataset: str, stream: int, key: int = 0) -> np.random.Genera
 
 def min_timesteps(spec: DatasetSpec) -> int:
     """Shortest series accepted: 20 x lags, so that even a 10% split holds one input+target
-    window of 2 x lags steps."""
-    return 20 * spec.lags
+    window of 2 x lags steps. Where the real series is shorter than that (Pedal Me, England
+    COVID), the shortest series whose default 70/10/20 split leaves every split non-empty."""
+    if 20 * spec.lags <= spec.num_timesteps:
+        return 20 * spec.lags
+    t = 2 * spec.lags
+    while True:
+        try:
+            split_windows(num_windows(t, spec.lags))
+            return t
+        except InputError:
+            t += 1
+
+
+def _min_timesteps_reason(spec: DatasetSpec) -> str:
+    if 20 * spec.lags <= spec.num_timesteps:
+        return (f"20 x lags={spec.lags}: even a 10% split must hold one input+target window of "
+                f"2 x lags steps")
+    return f"lags={spec.lags}: each part of the default 70/10/20 split must hold a window"
 
 
 def resolve_size(spec: DatasetSpec, nodes: int | None, timesteps: int | None) -> tuple[int, int]:
@@ -80,8 +111,8 @@ def resolve_size(spec: DatasetSpec, nodes: int | None, timesteps: int | None) ->
     lo = min_timesteps(spec)
     if not isinstance(t, (int, np.integer)) or t < lo:
         raise InputError(
-            f"timesteps must be an integer >= {lo} for {spec.name} (20 x lags={spec.lags}: even a "
-            f"10% split must hold one input+target window of 2 x lags steps), got {t!r}"
+            f"timesteps must be an integer >= {lo} for {spec.name} ({_min_timesteps_reason(spec)}), "
+            f"got {t!r}"
         )
     return int(n), int(t)
 
@@ -599,8 +630,13 @@ class DCRNNH5Writer:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.close()
+        except (OSError, RuntimeError):
+            if exc_type is None:
+                raise
+            # Closing after a failed write (a full disk) fails too; the first error is the one to report.
 
 
 def write_dcrnn_h5(
@@ -778,6 +814,182 @@ def write_chickenpox_json(path: str | Path, graph: SensorGraph, node_names: list
         json.dump(obj, f)
 
 
+# --- Montevideo bus, Pedal Me, England COVID (layouts in pgti/datasets/pgt_json.py) --------------
+
+
+def _weekday(start: str, num_timesteps: int, step_seconds: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hour of day as a float, day index from the start) of each step."""
+    seconds = _epoch_seconds(start) + np.arange(num_timesteps, dtype=np.int64) * step_seconds
+    return (seconds % 86400) / 3600.0, seconds // 86400
+
+
+def _is_weekend(days_since_epoch: np.ndarray) -> np.ndarray:
+    return (days_since_epoch + 3) % 7 >= 5  # 1970-01-01 was a Thursday (Monday = 0 makes it 3)
+
+
+def bus_lines(num_nodes: int, rng: np.random.Generator) -> tuple[np.ndarray, list[list[int]], list[tuple[int, int, float]]]:
+    """Stops on bus lines: (positions (N, 2) in metres, the stops of each line in order, links).
+
+    Lines of 20-60 stops wind from a random point, stops 150-600 m apart. Consecutive stops are
+    linked; every line after the first also starts from and ends at the nearest stop of an
+    earlier line, so the network is connected and has about N + (lines - 2) links (the real one:
+    690 for 675 stops). Link weight: the distance in metres, rounded to 0.1.
+    """
+    lengths = []
+    while sum(lengths) < num_nodes:
+        lengths.append(int(rng.integers(20, 61)))
+    lengths[-1] -= sum(lengths) - num_nodes
+    if lengths[-1] < 2 and len(lengths) > 1:
+        lengths[-2] += lengths.pop()
+    side = 10_000.0 * np.sqrt(num_nodes / 675)
+    positions = np.empty((num_nodes, 2))
+    lines, links = [], []
+
+    def link(a: int, b: int) -> None:
+        links.append((a, b, max(0.1, round(float(np.linalg.norm(positions[a] - positions[b])), 1))))
+
+    def nearest(stop: int, among: int) -> int:
+        """The stop nearest to ``stop`` among stops 0 .. among - 1."""
+        return int(np.argmin(np.linalg.norm(positions[:among] - positions[stop], axis=1)))
+
+    first = 0
+    for length in lengths:
+        stops = list(range(first, first + length))
+        point, heading = rng.uniform(0, side, 2), rng.uniform(0, 2 * np.pi)
+        for stop in stops:
+            positions[stop] = point
+            heading += rng.normal(0.0, 0.3)
+            point = point + rng.uniform(150, 600) * np.array([np.cos(heading), np.sin(heading)])
+        for a, b in zip(stops, stops[1:]):
+            link(a, b)
+        if first > 0:  # join the earlier lines at both ends
+            link(nearest(stops[0], first), stops[0])
+            link(stops[-1], nearest(stops[-1], first))
+        lines.append(stops)
+        first += length
+    return positions, lines, links
+
+
+def bus_inflow(num_timesteps: int, lines: list[list[int]], *, start: str, step_seconds: int, seed: int) -> np.ndarray:
+    """(T, N) hourly passenger counts at the stops."""
+    dataset = "montevideo-bus"
+    n = sum(len(line) for line in lines)
+    rng = _rng(seed, dataset, _S_PARAMS)
+    popularity = rng.lognormal(-1.0, 1.3, n)
+    morning_share = rng.uniform(0.2, 0.8, n)
+    line_of = np.repeat(np.arange(len(lines)), [len(line) for line in lines])
+    hour, day = _weekday(start, num_timesteps, step_seconds)
+    weekend = _is_weekend(day)
+
+    def bump(centre, width):
+        return np.exp(-0.5 * np.square((hour[:, None] - centre) / width))
+
+    service = 1.0 / (1.0 + np.exp(-(hour[:, None] - 5.5) * 3.0))  # buses from about 5:30
+    weekday_profile = (morning_share * bump(7.5, 1.2) + (1 - morning_share) * bump(18.0, 1.5)
+                       + 0.5 * bump(13.0, 2.5) + 0.08)
+    weekend_profile = 0.3 * bump(12.0, 3.0) + 0.25 * bump(19.0, 2.0) + 0.05
+    profile = service * np.where(weekend[:, None], weekend_profile, weekday_profile)
+    first_day = day[0]
+    num_days = int(day[-1] - first_day) + 1
+    day_noise = _rng(seed, dataset, _S_DAYS).normal(0.0, 0.15, (num_days, len(lines)))
+    day_factor = np.exp(day_noise)[(day - first_day)[:, None], line_of[None, :]]
+    rate = 3.0 * popularity * profile * day_factor
+    return _rng(seed, dataset, _S_CELLS).poisson(rate).astype(np.int64)
+
+
+def write_montevideo_bus(path: Path, num_nodes: int, num_timesteps: int, spec: DatasetSpec, seed: int) -> None:
+    positions, lines, links = bus_lines(num_nodes, _rng(seed, spec.name, _S_GRAPH))
+    y = bus_inflow(num_timesteps, lines, start=spec.start, step_seconds=spec.step_seconds, seed=seed)
+    stops = 5000 + np.arange(num_nodes)  # bus_stop numbers, consecutive along lines as in the real file
+    utm = np.round(positions + np.array([575_000.0, 6_135_000.0])).astype(np.int64)  # UTM 21S metres
+    pgt_json.write_montevideo_json(path, stops.tolist(), utm[:, 0].tolist(), utm[:, 1].tolist(), y, links)
+
+
+def write_pedalme(path: Path, num_nodes: int, num_timesteps: int, spec: DatasetSpec, seed: int) -> None:
+    dataset = spec.name
+    positions = sensor_layout(num_nodes, _rng(seed, dataset, _S_LAYOUT))
+    src, dst = np.divmod(np.arange(num_nodes * num_nodes), num_nodes)  # every ordered pair, row-major
+    distance = np.linalg.norm(positions[src] - positions[dst], axis=1)
+    scale = distance[src != dst].mean() / 2 if num_nodes > 1 else 1.0
+    weight = np.exp(-distance / scale)
+    rng = _rng(seed, dataset, _S_PARAMS)
+    size = rng.lognormal(2.5, 0.6, num_nodes)
+    weeks = np.arange(num_timesteps)
+    day_of_year = (_epoch_seconds(spec.start) // 86400 + 7 * weeks) % 365.25
+    trend = 0.02 * weeks + 0.2 * np.cos(2 * np.pi * (day_of_year - 330) / 365.25)
+    noise = _rng(seed, dataset, _S_CELLS).standard_normal((num_timesteps, num_nodes + 1))
+    shared = _AR1(0.7, 0.3, 1)(noise[:, :1].astype(np.float32))  # city-wide weeks
+    local = _AR1(0.5, 0.4, num_nodes)(noise[:, 1:].astype(np.float32))
+    log_rate = np.log(size) + trend[:, None] + shared + local
+    counts = 1 + _rng(seed, dataset, _S_EVENTS).poisson(np.exp(log_rate))
+    x = np.log(counts.astype(np.float64))
+    x[1:] = x[1:] - x[:-1].copy()
+    pgt_json.write_pedalme_json(path, np.stack([src, dst], axis=1), np.round(weight, 12), np.round(x, 12))
+
+
+def england_covid_cases(positions: np.ndarray, population: np.ndarray, num_timesteps: int, *,
+                        start: str, seed: int) -> np.ndarray:
+    """(T, N) daily case counts: a wave per region peaking earlier on one side of the plane."""
+    dataset = "england-covid"
+    n = len(positions)
+    rng = _rng(seed, dataset, _S_PARAMS)
+    angle = rng.uniform(0, 2 * np.pi)
+    along = positions @ np.array([np.cos(angle), np.sin(angle)])
+    along = (along - along.mean()) / (along.std() or 1.0)
+    peak = 25.0 + 4.0 * along + rng.normal(0.0, 2.0, n)
+    width = rng.uniform(10.0, 16.0, n)
+    t = np.arange(num_timesteps)[:, None]
+    wave = np.exp(-0.5 * np.square((t - peak) / width))
+    _, day = _weekday(start, num_timesteps, 86400)
+    reporting = np.where(_is_weekend(day), 0.7, 1.05)[:, None]
+    noise = np.exp(_rng(seed, dataset, _S_DAYS).normal(0.0, 0.2, (num_timesteps, n)))
+    rate = 40.0 * population * wave * reporting * noise
+    return _rng(seed, dataset, _S_CELLS).poisson(rate).astype(np.int64)
+
+
+def england_covid_mobility(positions: np.ndarray, population: np.ndarray, num_timesteps: int, *,
+                           start: str, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One graph per day, (E_t x 2 pairs, E_t flows): self loops every day (people staying in
+    their region), and about half of the k-nearest-region pairs, gravity-model flows x a
+    mobility level that falls after a lockdown on day 20 (23 March 2020 from the real start)
+    and at weekends."""
+    dataset = "england-covid"
+    n = len(positions)
+    graph = knn_graph(positions, min(12, n - 1), kernel=False)
+    src, dst = graph.src, graph.dst
+    loop = src == dst
+    distance = np.linalg.norm(positions[src] - positions[dst], axis=1)
+    flow = np.where(loop, 1e5 * population[src], 2e3 * population[src] * population[dst] / (distance**2 + 0.5))
+    rng = _rng(seed, dataset, _S_GRAPH)
+    flow = flow * rng.uniform(0.5, 1.5, len(flow))
+    _, day = _weekday(start, num_timesteps, 86400)
+    weekend = _is_weekend(day)
+    daily = []
+    for t in range(num_timesteps):
+        level = (1.0 if t < 20 else 0.35 + 0.65 * np.exp(-(t - 20) / 3.0)) * (0.7 if weekend[t] else 1.0)
+        day_rng = _rng(seed, dataset, _S_EVENTS, t)
+        keep = loop | (day_rng.random(len(flow)) < 0.3 + 0.3 * level)
+        people = np.maximum(1.0, np.round(flow * level * np.exp(day_rng.normal(0.0, 0.3, len(flow)))))
+        daily.append((np.stack([src[keep], dst[keep]], axis=1), people[keep]))
+    return daily
+
+
+def write_england_covid(path: Path, num_nodes: int, num_timesteps: int, spec: DatasetSpec, seed: int) -> None:
+    positions = sensor_layout(num_nodes, _rng(seed, spec.name, _S_LAYOUT))
+    population = _rng(seed, spec.name, _S_PARAMS, 1).lognormal(0.0, 0.5, num_nodes)
+    population /= population.mean()
+    y = england_covid_cases(positions, population, num_timesteps, start=spec.start, seed=seed)
+    daily = england_covid_mobility(positions, population, num_timesteps, start=spec.start, seed=seed)
+    pgt_json.write_england_covid_json(path, y, daily)
+
+
+PGT_JSON_WRITERS = {
+    pgt_json.MONTEVIDEO_FORMAT: write_montevideo_bus,
+    pgt_json.PEDALME_FORMAT: write_pedalme,
+    pgt_json.ENGLAND_COVID_FORMAT: write_england_covid,
+}
+
+
 # --- entry point ---------------------------------------------------------------------------------
 
 
@@ -810,7 +1022,9 @@ def generate(
     positions = sensor_layout(n, _rng(seed, name, _S_LAYOUT))
     graph_rng = _rng(seed, name, _S_GRAPH)
     with atomic_outputs(paths) as temps:
-        if spec.format == "chickenpox-json":
+        if spec.format in PGT_JSON_WRITERS:
+            PGT_JSON_WRITERS[spec.format](temps[0], n, t, spec, seed)
+        elif spec.format == "chickenpox-json":
             graph = knn_graph(positions, 3, kernel=False)
             names = [
                 CHICKENPOX_COUNTIES[i] if n <= len(CHICKENPOX_COUNTIES) else f"COUNTY_{i:05d}"

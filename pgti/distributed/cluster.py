@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -72,16 +73,15 @@ def open_cluster(npar: int, *, gpu: bool, scheduler_file: str | None, debug: boo
     with contextlib.ExitStack() as stack:
         if scheduler_file:
             path = Path(scheduler_file)
-            if not path.is_file():
-                raise InputError(f"--dask-cluster-file {path} does not exist (is the Dask scheduler running?)")
+            address = read_scheduler_address(path)
             try:
-                client = Client(scheduler_file=str(path), timeout=30)
+                client = Client(address, timeout=30)
             except OSError as exc:
-                raise InputError(f"cannot reach the Dask scheduler named in {path}: {exc}") from None
+                raise InputError(f"cannot reach the Dask scheduler {address} named in {path}: {exc}") from None
             stack.callback(client.close)
         else:
             level = dask_log_level(debug)
-            with dask.config.set(SCHEDULER_CONFIG):
+            with dask.config.set(SCHEDULER_CONFIG), _workers_ignore_ctrl_c():
                 if gpu:
                     cluster = _local_cuda_cluster(npar, level)
                 else:
@@ -92,6 +92,45 @@ def open_cluster(npar: int, *, gpu: bool, scheduler_file: str | None, debug: boo
             stack.callback(client.close)
         wait_for_workers(client, npar, worker_timeout, source=scheduler_file or "the local cluster")
         yield client
+
+
+@contextlib.contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Start local workers with SIGINT ignored (a child inherits an ignored signal, and Python
+    then installs no KeyboardInterrupt handler). Ctrl-C reaches every process of the terminal's
+    group; this way only the client handles it, shuts the cluster down in order, and prints one
+    line, instead of every worker printing its traceback."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def read_scheduler_address(path: Path) -> str:
+    """The scheduler's address from a Dask scheduler file (JSON written by ``dask scheduler
+    --scheduler-file``), checked: an untrusted file gets one line naming what is wrong."""
+    if not path.is_file():
+        raise InputError(f"--dask-cluster-file {path} does not exist (is the Dask scheduler running?)")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"--dask-cluster-file {path} is not a Dask scheduler file (not JSON: {exc})") from None
+    address = info.get("address") if isinstance(info, dict) else None
+    if not isinstance(address, str) or "://" not in address or not host_of(address):
+        raise InputError(f"--dask-cluster-file {path} is not a Dask scheduler file: it has no 'address' "
+                         f"such as tcp://host:port (found {address!r})")
+    try:
+        urlparse(address).port
+    except ValueError:
+        raise InputError(f"--dask-cluster-file {path}: bad port in address {address!r}") from None
+    return address
 
 
 def _local_cuda_cluster(npar: int, level: int):

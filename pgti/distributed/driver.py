@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pgti.cli_util import add_bool_flag, run_cli
+from pgti.cli_util import add_bool_flag, positive_float, positive_int, run_cli
 from pgti.data.loader import PreparedData, prepare
 from pgti.data.windows import SPLITS
 from pgti.distributed.cluster import (
     DEFAULT_WORKER_TIMEOUT,
     open_cluster,
+    read_scheduler_address,
     place_ranks,
     running_workers,
     transfer_totals,
@@ -40,9 +41,10 @@ from pgti.distributed.storage import (
     placed_series,
     window_arrays,
 )
-from pgti.engine.run import build_parser, open_run, resolve_resume, stats_row, validate_args
+from pgti.engine.checkpoint import fingerprint
+from pgti.engine.run import build_parser, open_run, stats_row, validate_args
 from pgti.errors import InputError
-from pgti.observability.outputs import STATS_FILE, CsvAppender, default_run_dir, write_stats
+from pgti.observability.outputs import STATS_FILE, CsvAppender, write_stats
 
 TRANSFERS_FILE = "dask_transfers.csv"
 TRANSFER_COLUMNS = ("phase", "epoch", "bytes", "train_batches", "val_batches")
@@ -100,14 +102,14 @@ def build_ddp_parser(driver: Driver) -> argparse.ArgumentParser:
                      mode_help="; ".join(f"{name}: {m.summary}" for name, m in driver.modes.items()))
     add_bool_flag(p, "--dist", help="multi-node run: join the Dask cluster of --dask-cluster-file "
                                     "(started by submit.sh / submit_slurm.sh)")
-    p.add_argument("-np", "--npar", type=int, default=2,
+    p.add_argument("-np", "--npar", type=positive_int, default=2,
                    help="number of DDP ranks, one per Dask worker (GPU workers with --gpu)")
     p.add_argument("--dask-cluster-file", default=None, metavar="PATH",
                    help="scheduler file of a running Dask cluster; without it a local cluster of "
                         "--npar workers is started")
-    p.add_argument("--worker-timeout", type=float, default=DEFAULT_WORKER_TIMEOUT,
+    p.add_argument("--worker-timeout", type=positive_float, default=DEFAULT_WORKER_TIMEOUT,
                    help="seconds to wait for --npar workers to register")
-    p.add_argument("--dist-timeout", type=float, default=DEFAULT_DIST_TIMEOUT,
+    p.add_argument("--dist-timeout", type=positive_float, default=DEFAULT_DIST_TIMEOUT,
                    help="seconds a rank waits in a collective (torch.distributed timeout)")
     p.add_argument("--fail-after", default=None, help=argparse.SUPPRESS)  # tests: RANK:EPOCH:BATCHES
     return p
@@ -115,13 +117,10 @@ def build_ddp_parser(driver: Driver) -> argparse.ArgumentParser:
 
 def check_ddp_args(args: argparse.Namespace) -> None:
     validate_args(args)
-    if args.npar < 1:
-        raise InputError(f"-np/--npar must be positive, got {args.npar}")
     if args.dist and not args.dask_cluster_file:
         raise InputError("--dist needs --dask-cluster-file (the scheduler file the launch script writes)")
-    for flag, value in (("--worker-timeout", args.worker_timeout), ("--dist-timeout", args.dist_timeout)):
-        if not value > 0:
-            raise InputError(f"{flag} must be positive, got {value}")
+    if args.dask_cluster_file:
+        read_scheduler_address(Path(args.dask_cluster_file))
     if args.fail_after is not None:
         try:
             rank, epoch, count = (int(v) for v in args.fail_after.split(":"))
@@ -168,35 +167,37 @@ def run_distributed(args: argparse.Namespace, driver: Driver, *, log: Callable[[
     check_ddp_args(args)
     mode = driver.modes[args.mode]
     label = f"{driver.prefix}-{args.mode}"
-    resume = resolve_resume(args)
-    if not args.output_dir and resume is None:
-        args.output_dir = str(default_run_dir(Path("results"), args.dataset, label, args.gpu))
-    run = open_run(args, args.dataset, extra={
-        "driver": driver.name, "label": label, "world_size": args.npar, "layout": mode.layout,
-        "sharding": mode.policy})
-    t0 = time.perf_counter()
-    data = prepare(args.dataset, args.data_dir, "lazy-index", gpu=False, ratios=args.split,
-                   day_of_week=args.day_of_week)
-    with contextlib.closing(data):
-        data.check_batch_size(args.batch_size)
-        if data.split.size("train") < args.npar:
-            raise InputError(f"-np {args.npar} ranks but only {data.split.size('train')} training windows")
-        with open_cluster(args.npar, gpu=args.gpu, scheduler_file=args.dask_cluster_file, debug=args.debug,
-                          worker_timeout=args.worker_timeout) as client:
-            slots = place_ranks(client, args.npar)
-            job_id = uuid.uuid4().hex[:12]
-            before = sum(transfer_totals(client).values())
-            datasets = _publish(client, mode.layout, data, job_id, slots)
-            setup_bytes = sum(transfer_totals(client).values()) - before
-            client_preprocessing = time.perf_counter() - t0
-            job = RankJob(job_id, args, label, mode.layout, mode.policy, _for_ranks(data, mode.layout),
-                          str(run.run_dir), args.npar, slots[0].host, datasets,
-                          resume=str(resume) if resume else None, fail_after=args.fail_after)
-            log(f"{label}: {args.npar} ranks on {len({s.host for s in slots})} host(s); data ready in "
-                f"{client_preprocessing:.1f} s -> {run.run_dir}")
-            ranks = _train_on_workers(client, job, slots, log)
-    return _finish(run, label, ranks, setup_bytes, client_preprocessing,
-                   {s: data.split.size(s) for s in SPLITS}, log)
+    with open_run(args, args.dataset, label=label, extra={
+            "driver": driver.name, "label": label, "world_size": args.npar, "layout": mode.layout,
+            "sharding": mode.policy}) as run:
+        t0 = time.perf_counter()
+        data = prepare(args.dataset, args.data_dir, "lazy-index", gpu=False, ratios=args.split,
+                       day_of_week=args.day_of_week)
+        with contextlib.closing(data):
+            data.check_batch_size(args.batch_size)
+            if data.split.size("train") < args.npar:
+                raise InputError(f"-np {args.npar} ranks but only {data.split.size('train')} training windows")
+            data_fingerprint = fingerprint(data, args.model)
+            if run.checkpoint is not None:
+                run.checkpoint.check_matches(data_fingerprint)  # before a cluster is started
+            with open_cluster(args.npar, gpu=args.gpu, scheduler_file=args.dask_cluster_file, debug=args.debug,
+                              worker_timeout=args.worker_timeout) as client:
+                slots = place_ranks(client, args.npar)
+                run.begin(data_fingerprint)
+                job_id = uuid.uuid4().hex[:12]
+                before = sum(transfer_totals(client).values())
+                datasets = _publish(client, mode.layout, data, job_id, slots)
+                setup_bytes = sum(transfer_totals(client).values()) - before
+                client_preprocessing = time.perf_counter() - t0
+                job = RankJob(job_id, args, label, mode.layout, mode.policy, _for_ranks(data, mode.layout),
+                              str(run.run_dir), args.npar, slots[0].host, datasets,
+                              resume=str(run.checkpoint.path) if run.checkpoint else None,
+                              own_stderr=not args.dask_cluster_file, fail_after=args.fail_after)
+                log(f"{label}: {args.npar} ranks on {len({s.host for s in slots})} host(s); data ready in "
+                    f"{client_preprocessing:.1f} s -> {run.run_dir}")
+                ranks = _train_on_workers(client, job, slots, log)
+        return _finish(run, label, ranks, setup_bytes, client_preprocessing,
+                       {s: data.split.size(s) for s in SPLITS}, log)
 
 
 def _train_on_workers(client, job: RankJob, slots: list, log) -> list[dict]:
@@ -230,10 +231,9 @@ def _finish(run, label: str, ranks: list[dict], setup_bytes: int, client_preproc
             out.append(row)
     preprocessing = client_preprocessing + rank0["preprocessing"]
     memory = RankMemory.of(ranks)
-    stats_run = dataclasses.replace(run, args=argparse.Namespace(**{**vars(args), "mode": label}))
-    write_stats(run.path(STATS_FILE), stats_row(stats_run, rank0["history"], rank0["test"], memory,
+    write_stats(run.path(STATS_FILE), stats_row(run, rank0["history"], rank0["test"], memory,
                                                 preprocessing=preprocessing, training=rank0["training"],
-                                                world_size=len(ranks)))
+                                                world_size=len(ranks), mode=label))
     total = time.perf_counter() - run.t_start
     epoch_bytes = [t["bytes"] for t in transfers if t["phase"] == "epoch"]
     log(f"{run.dataset} {label} x{len(ranks)}: test MAE {rank0['test']['test_mae']:.4f}, peak worker memory "

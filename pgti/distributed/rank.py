@@ -43,7 +43,8 @@ from pgti.distributed.storage import (
 )
 from pgti.engine.metrics import TargetUnits
 from pgti.engine.run import seed_everything
-from pgti.engine.trainer import CHECKPOINT, Trainer, fit, load_checkpoint
+from pgti.engine.checkpoint import CHECKPOINT, fingerprint, read_checkpoint
+from pgti.engine.trainer import Trainer, fit
 from pgti.nn import build_model
 from pgti.observability.monitor import MemoryMonitor
 from pgti.observability.outputs import EPOCH_COLUMNS, EPOCHS_FILE, CsvAppender
@@ -66,6 +67,7 @@ class RankJob:
     master_host: str  # rank 0's host: its TCPStore listens there
     datasets: dict[str, str]  # published Dask datasets: "x"/"y" (windows) or "series"
     resume: str | None = None
+    own_stderr: bool = False  # local cluster: the worker's stderr is the user's terminal; log to a file
     fail_after: tuple[int, int, int] | None = None  # tests: (rank, epoch, batches) -> os._exit
 
     @property
@@ -77,10 +79,26 @@ def system_stats_file(rank: int) -> str:
     return f"system_stats_rank{rank}.csv"
 
 
+def worker_log_file(rank: int) -> str:
+    return f"worker_rank{rank}.log"
+
+
+def _stderr_to(path: Path) -> None:
+    """Send this worker process's stderr (Python and C++ alike: fd 2) to ``path``, so that a
+    worker torn down mid-collective (Ctrl-C, a dead peer) writes its dying words to its own log
+    rather than over the client's one-line message."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stderr.flush()
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
 def train_rank(job: RankJob, slot: Slot) -> dict:
     from distributed import get_client, secede
 
     secede()
+    if job.own_stderr:
+        _stderr_to(Path(job.run_dir) / worker_log_file(slot.rank))
     faulthandler.enable()  # a hard crash (abort, segfault) still leaves Python stacks in the worker's log
     client = get_client()
     log = _logger(job, slot.rank)
@@ -115,8 +133,8 @@ def _train(job: RankJob, slot: Slot, device: torch.device, client, monitor: Memo
     trainer = Trainer(_wrap_ddp(model, device), TargetUnits.of(data), data.lags, lr=args.lr, device=device,
                       progress=False, reduce=_all_reduce_sum)
     start_epoch, history = 0, []
-    if job.resume:
-        start_epoch, history = load_checkpoint(Path(job.resume), trainer)
+    if job.resume:  # the client has checked it against this run's data and model
+        start_epoch, history = read_checkpoint(job.resume).restore(trainer)
     dist.barrier()
     if job.layout == "slab" and rank == 0:
         # Every rank holds its slab now: the cluster's copy of the series can go.
@@ -134,12 +152,14 @@ def _train(job: RankJob, slot: Slot, device: torch.device, client, monitor: Memo
         dist.barrier()  # every rank has finished the epoch's transfers
         transfers.append({"phase": "epoch", "epoch": row["epoch"], "bytes": sent.take()})
         if epochs_csv is not None:
-            epochs_csv.append({**row, "max_process_mem": monitor.peak_process_mb})
+            epochs_csv.append(row)
 
     t1 = time.perf_counter()
     try:
         history = fit(trainer, plan, epochs=args.epochs, start_epoch=start_epoch, history=history,
-                      on_epoch=on_epoch, checkpoint=run_dir / CHECKPOINT if rank == 0 else None, log=log)
+                      annotate=lambda row: {"max_process_mem": monitor.peak_process_mb}, on_epoch=on_epoch,
+                      checkpoint=run_dir / CHECKPOINT if rank == 0 else None,
+                      fingerprint=fingerprint(data, args.model), log=log)
     finally:
         if epochs_csv is not None:
             epochs_csv.close()

@@ -1,8 +1,14 @@
 """The single-node experiment: flags, then data -> model -> epochs -> test -> CSVs.
 
 ``single_gpu_testing/<dataset>_main.py`` calls :func:`main` with its dataset; the distributed
-drivers reuse :func:`build_parser`, :func:`open_run` and :func:`finish_run`, so every flag and
+drivers reuse :func:`build_parser`, :func:`open_run` and :func:`stats_row`, so every flag and
 every output means the same everywhere.
+
+A run's life: flags are checked (and a ``--resume`` checkpoint read) before anything is written;
+then the run directory is claimed (:class:`~pgti.observability.rundir.RunDir`: one run per
+directory, locked); data and model are built; :meth:`Run.begin` checks the checkpoint against
+them and only then writes ``config.json`` (or, resuming, adds to its ``resumes`` list). A run
+refused before that point leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -11,35 +17,38 @@ import argparse
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
-from pgti.cli_util import ArgumentParser, add_bool_flag, run_cli
+from pgti.cli_util import ArgumentParser, add_bool_flag, positive_float, positive_int, run_cli, seed
 from pgti.data.loader import check_device, prepare
 from pgti.data.storage import MODES
 from pgti.data.windows import DEFAULT_RATIOS, validate_ratios
 from pgti.datasets.registry import DATASETS, get_spec
+from pgti.engine.checkpoint import CHECKPOINT, Checkpoint, fingerprint, read_checkpoint
 from pgti.engine.metrics import TargetUnits
-from pgti.engine.trainer import CHECKPOINT, SplitBatches, Trainer, fit, load_checkpoint
+from pgti.engine.trainer import SplitBatches, Trainer, fit
 from pgti.errors import InputError
 from pgti.nn import DEFAULT_MODEL, MODELS, build_model
 from pgti.observability.monitor import MemoryMonitor
 from pgti.observability.outputs import (
+    CONFIG_FILE,
     EPOCH_COLUMNS,
     EPOCHS_FILE,
     STATS_FILE,
     SYSTEM_STATS_FILE,
     CsvAppender,
-    default_run_dir,
-    prepare_output_dir,
+    append_resume,
+    mode_dir_name,
+    rewrite_csv,
     write_config,
     write_stats,
 )
-
+from pgti.observability.rundir import RunDir
 
 
 def build_parser(dataset: str | None, *, prog: str | None = None, modes: Sequence[str] = MODES,
@@ -59,23 +68,28 @@ def build_parser(dataset: str | None, *, prog: str | None = None, modes: Sequenc
                                       "from one copy of the series; lazy-index reads them from disk per batch"))
     add_bool_flag(p, "-g", "--gpu", help="train on the GPU (index mode then keeps the series on the GPU)")
     add_bool_flag(p, "-d", "--debug", help="show tracebacks on errors")
-    p.add_argument("-e", "--epochs", type=int, default=spec.default_epochs if spec else 100,
-                   help="number of epochs")
-    p.add_argument("-bs", "--batch-size", type=int, default=spec.default_batch_size if spec else 64,
+    p.add_argument("-e", "--epochs", type=positive_int, default=spec.default_epochs if spec else 100,
+                   help="number of epochs (with --resume: the total, counting the epochs already done)")
+    p.add_argument("-bs", "--batch-size", type=positive_int, default=spec.default_batch_size if spec else 64,
                    help="windows per batch")
     p.add_argument("--data-dir", default="data", help="directory holding the dataset files")
     p.add_argument("--output-dir", default=None,
-                   help="where the run's CSVs go (default results/<dataset>/<mode>[-gpu]/<timestamp>/)")
-    p.add_argument("--seed", type=int, default=0, help="seed for weights and shuffling")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model: {', '.join(MODELS)}")
-    p.add_argument("--max-batches", type=int, default=None,
+                   help="where the run's CSVs go (default results/<dataset>/<mode>[-gpu]/<timestamp>/); "
+                        "a directory that already holds a run is refused unless --resume or --overwrite")
+    add_bool_flag(p, "--overwrite", help="replace the run already in --output-dir (its files are deleted "
+                                         "once this run has started)")
+    p.add_argument("--seed", type=seed, default=0, help="seed for weights and shuffling")
+    p.add_argument("--model", default=(spec.default_model if spec else None) or DEFAULT_MODEL,
+                   help=f"model: {', '.join(MODELS)}")
+    p.add_argument("--max-batches", type=positive_int, default=None,
                    help="cap on batches per epoch and per evaluation (smoke runs, benchmarks)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--split", type=float, nargs=3, default=list(DEFAULT_RATIOS), metavar=("TRAIN", "VAL", "TEST"),
-                   help="train/val/test ratios of the window starts")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--split", type=positive_float, nargs=3, default=list(DEFAULT_RATIOS),
+                   metavar=("TRAIN", "VAL", "TEST"), help="train/val/test ratios of the window starts")
     add_bool_flag(p, "--day-of-week", help="add a day-of-week channel (traffic datasets)")
     p.add_argument("--resume", default=None, metavar="PATH",
-                   help="resume from a checkpoint file or a run directory holding checkpoint.pt")
+                   help="continue the run whose checkpoint file (or run directory holding checkpoint.pt) "
+                        "is PATH, up to --epochs in total")
     add_bool_flag(p, "-q", "--quiet", help="no progress bars")
     return p
 
@@ -84,13 +98,10 @@ def validate_args(args: argparse.Namespace) -> None:
     """Checks that need no data, so bad flags fail before anything slow happens."""
     if args.model not in MODELS:
         raise InputError(f"unknown model {args.model!r} for --model; choose one of {', '.join(MODELS)}")
-    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size)):
-        if value < 1:
-            raise InputError(f"{flag} must be positive, got {value}")
-    if args.max_batches is not None and args.max_batches < 1:
-        raise InputError(f"--max-batches must be positive, got {args.max_batches}")
     validate_ratios(args.split)
     check_device(args.gpu)
+    if args.overwrite and args.resume:
+        raise InputError("--overwrite and --resume contradict each other: continue the run or replace it")
 
 
 def seed_everything(seed: int) -> None:
@@ -112,34 +123,86 @@ def resolve_resume(args) -> Path | None:
 
 @dataclass
 class Run:
-    """A run directory and what is measured about it."""
+    """A claimed run directory, the checkpoint it continues (if any), and its clock."""
 
     args: argparse.Namespace
     dataset: str
-    run_dir: Path
+    dir: RunDir
     t_start: float
+    checkpoint: Checkpoint | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.dir.path
 
     def path(self, name: str) -> Path:
         return self.run_dir / name
 
+    @property
+    def start_epoch(self) -> int:
+        return self.checkpoint.epochs_done if self.checkpoint else 0
 
-def open_run(args: argparse.Namespace, dataset: str, *, extra: dict | None = None) -> Run:
-    """Validate flags, create the run directory and write config.json."""
+    @property
+    def history(self) -> list[dict]:
+        return self.checkpoint.history if self.checkpoint else []
+
+    def begin(self, data_fingerprint: dict, trainer: Trainer | None = None) -> None:
+        """Check the checkpoint against this run's data and model (and load it into
+        ``trainer``); then record the run (config.json, or a resume entry in it) and lay
+        per_epoch_stats.csv out as the checkpoint's history. Nothing is kept of a run refused
+        before this."""
+        if self.checkpoint is not None:
+            self.checkpoint.check_matches(data_fingerprint)
+            if trainer is not None:
+                self.checkpoint.restore(trainer)
+        config = self.path(CONFIG_FILE)
+        continuing = self.checkpoint is not None and self.checkpoint.path.parent.resolve() == self.run_dir.resolve()
+        if continuing and config.is_file():
+            append_resume(config, {"argv": list(sys.argv), "from_epoch": self.start_epoch,
+                                   "to_epochs": self.args.epochs})
+        else:
+            extra = {"dataset": self.dataset, "fingerprint": data_fingerprint, **self.extra}
+            if self.checkpoint is not None:
+                extra["resumed_from"] = str(self.checkpoint.path)
+            write_config(config, vars(self.args), extra)
+        if self.checkpoint is not None:
+            rewrite_csv(self.path(EPOCHS_FILE), EPOCH_COLUMNS, self.history)
+        self.dir.mark_started()
+
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.dir.close(failed=exc_type is not None)
+
+
+def open_run(args: argparse.Namespace, dataset: str, *, label: str | None = None,
+             extra: dict | None = None) -> Run:
+    """Check the flags and the checkpoint to resume, then claim the run directory. Nothing is
+    written before the checks pass. ``label`` names the default directory's mode part."""
     validate_args(args)
+    checkpoint = None
     resume = resolve_resume(args)
+    if resume is not None:
+        checkpoint = read_checkpoint(resume)
+        if args.epochs <= checkpoint.epochs_done:
+            raise InputError(
+                f"{resume} has already finished {checkpoint.epochs_done} epoch(s); --epochs {args.epochs} "
+                f"leaves nothing to do (give the total number of epochs wanted, above {checkpoint.epochs_done})")
     if args.output_dir:
-        run_dir = Path(args.output_dir)
+        out = Path(args.output_dir)
+        continuing = resume is not None and out.resolve() == resume.parent.resolve()
+        run_dir = RunDir.claim(out, continuing=continuing, overwrite=args.overwrite)
     elif resume is not None:
-        run_dir = resume.parent
+        run_dir = RunDir.claim(resume.parent, continuing=True)
     else:
-        run_dir = default_run_dir(Path("results"), dataset, args.mode, args.gpu)
-    prepare_output_dir(run_dir)
-    write_config(run_dir / "config.json", vars(args), {"dataset": dataset, **(extra or {})})
-    return Run(args, dataset, run_dir, time.perf_counter())
+        run_dir = RunDir.claim_new(Path("results"), dataset, mode_dir_name(label or args.mode, args.gpu))
+    return Run(args, dataset, run_dir, time.perf_counter(), checkpoint, dict(extra or {}))
 
 
-def stats_row(run: Run, history: list[dict], test: dict, monitor: MemoryMonitor, *,
-              preprocessing: float, training: float, world_size: int = 1) -> dict:
+def stats_row(run: Run, history: list[dict], test: dict, monitor, *,
+              preprocessing: float, training: float, world_size: int = 1, mode: str | None = None) -> dict:
     args = run.args
     return {
         "preprocessing": preprocessing,
@@ -151,7 +214,7 @@ def stats_row(run: Run, history: list[dict], test: dict, monitor: MemoryMonitor,
         "v_mae_all_channels": min(r["v_mae_all_channels"] for r in history) if history else None,
         **monitor.stats_fields(),
         "dataset": run.dataset,
-        "mode": args.mode,
+        "mode": mode or args.mode,
         "gpu": bool(args.gpu),
         "model": args.model,
         "epochs": args.epochs,
@@ -163,46 +226,44 @@ def stats_row(run: Run, history: list[dict], test: dict, monitor: MemoryMonitor,
 
 
 def train_single(args: argparse.Namespace, dataset: str) -> Path:
-    run = open_run(args, dataset)
     progress = not args.quiet and sys.stderr.isatty()
-    with MemoryMonitor(run.path(SYSTEM_STATS_FILE)) as monitor:
-        monitor.set_phase("preprocessing")
-        t0 = time.perf_counter()
-        seed_everything(args.seed)
-        data = prepare(dataset, args.data_dir, args.mode, gpu=args.gpu, ratios=args.split,
-                       day_of_week=args.day_of_week)
-        data.check_batch_size(args.batch_size)
-        preprocessing = time.perf_counter() - t0
-        model = build_model(args.model, num_nodes=data.num_nodes, num_features=data.num_features,
-                            edge_index=data.edge_index, edge_weight=data.edge_weight).to(data.device)
-        trainer = Trainer(model, TargetUnits.of(data), data.lags, lr=args.lr, device=data.device,
-                          progress=progress)
-        plan = SplitBatches(data, args.batch_size, args.seed, args.max_batches)
-        start_epoch, history = 0, []
-        resume = resolve_resume(args)
-        if resume is not None:
-            start_epoch, history = load_checkpoint(resume, trainer)
+    with open_run(args, dataset) as run:
+        with MemoryMonitor(run.path(SYSTEM_STATS_FILE)) as monitor:
+            monitor.set_phase("preprocessing")
+            t0 = time.perf_counter()
+            seed_everything(args.seed)
+            data = prepare(dataset, args.data_dir, args.mode, gpu=args.gpu, ratios=args.split,
+                           day_of_week=args.day_of_week)
+            data.check_batch_size(args.batch_size)
+            preprocessing = time.perf_counter() - t0
+            model = build_model(args.model, num_nodes=data.num_nodes, num_features=data.num_features,
+                                edge_index=data.edge_index, edge_weight=data.edge_weight).to(data.device)
+            trainer = Trainer(model, TargetUnits.of(data), data.lags, lr=args.lr, device=data.device,
+                              progress=progress)
+            plan = SplitBatches(data, args.batch_size, args.seed, args.max_batches)
+            data_fingerprint = fingerprint(data, args.model)
+            run.begin(data_fingerprint, trainer)
 
-        monitor.set_phase("training")
-        epochs_csv = CsvAppender(run.path(EPOCHS_FILE), EPOCH_COLUMNS)
-        t1 = time.perf_counter()
-        history = fit(
-            trainer, plan, epochs=args.epochs, start_epoch=start_epoch, history=history,
-            on_epoch=lambda row: epochs_csv.append({**row, "max_process_mem": monitor.peak_process_mb}),
-            checkpoint=run.path(CHECKPOINT),
+            monitor.set_phase("training")
+            t1 = time.perf_counter()
+            with CsvAppender(run.path(EPOCHS_FILE), EPOCH_COLUMNS) as epochs_csv:
+                history = fit(
+                    trainer, plan, epochs=args.epochs, start_epoch=run.start_epoch, history=run.history,
+                    annotate=lambda row: {"max_process_mem": monitor.peak_process_mb},
+                    on_epoch=epochs_csv.append, checkpoint=run.path(CHECKPOINT), fingerprint=data_fingerprint,
+                )
+            training = time.perf_counter() - t1
+
+            monitor.set_phase("evaluation")
+            test = trainer.evaluate(plan.batches("test", 0), plan.num_batches("test"), "test").report("test_")
+            data.close()
+        write_stats(run.path(STATS_FILE), stats_row(run, history, test, monitor,
+                                                     preprocessing=preprocessing, training=training))
+        print(
+            f"{dataset} {args.mode}{'-gpu' if args.gpu else ''}: test MAE {test['test_mae']:.4f}, "
+            f"peak process memory {monitor.peak_process_mb:.0f} MB, total "
+            f"{time.perf_counter() - run.t_start:.1f} s -> {run.run_dir}"
         )
-        training = time.perf_counter() - t1
-
-        monitor.set_phase("evaluation")
-        test = trainer.evaluate(plan.batches("test", 0), plan.num_batches("test"), "test").report("test_")
-        data.close()
-    write_stats(run.path(STATS_FILE), stats_row(run, history, test, monitor,
-                                                 preprocessing=preprocessing, training=training))
-    print(
-        f"{dataset} {args.mode}{'-gpu' if args.gpu else ''}: test MAE {test['test_mae']:.4f}, "
-        f"peak process memory {monitor.peak_process_mb:.0f} MB, total "
-        f"{time.perf_counter() - run.t_start:.1f} s -> {run.run_dir}"
-    )
     return run.run_dir
 
 

@@ -1,11 +1,10 @@
 """The training loop: one epoch of training, evaluation, and the epoch loop with per-epoch
-rows, checkpoints and resume. The same code runs single-node and inside each DDP rank; the
+rows and checkpoints (see checkpoint.py). The same code runs single-node and inside each DDP rank; the
 distributed path passes its own batch plan and a ``reduce`` that all-reduces metric sums."""
 
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pgti.data.loader import PreparedData, num_batches
+from pgti.engine.checkpoint import save_checkpoint
 from pgti.engine.metrics import MetricSums, TargetUnits, masked_mae
 
 
@@ -110,26 +110,6 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-# --- checkpoints -------------------------------------------------------------------------------
-
-CHECKPOINT = "checkpoint.pt"
-
-
-def save_checkpoint(path: Path, trainer: Trainer, epoch: int, history: list[dict]) -> None:
-    """Atomic: a crash mid-write leaves the previous checkpoint intact."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({"epoch": epoch, "history": history, "rng": torch.get_rng_state(), **trainer.state_dict()}, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: Path, trainer: Trainer) -> tuple[int, list[dict]]:
-    """Restore the trainer; return (next epoch, history so far)."""
-    state = torch.load(path, map_location=trainer.device, weights_only=False)
-    trainer.load_state_dict(state)
-    torch.set_rng_state(state["rng"])
-    return state["epoch"] + 1, state["history"]
-
-
 # --- the epoch loop ----------------------------------------------------------------------------
 
 
@@ -140,14 +120,19 @@ def fit(
     epochs: int,
     start_epoch: int = 0,
     history: list[dict] | None = None,
+    annotate: Callable[[dict], dict] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     checkpoint: Path | None = None,
+    fingerprint: dict | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Train ``epochs`` epochs (from ``start_epoch``), validating after each.
 
-    Each epoch's row (``epoch, runtime, t_mae, v_mae, ...``) goes to ``on_epoch`` as soon as
-    the epoch ends, then the checkpoint is written; so a crash loses at most the epoch in flight.
+    Each epoch's row (``epoch, runtime, t_mae, v_mae, ...``, plus what ``annotate`` adds) is
+    committed in order: first the checkpoint, which holds the row in its history, then
+    ``on_epoch`` (which appends it to per_epoch_stats.csv). A crash between the two loses no
+    epoch: ``--resume`` rewrites the CSV from the checkpoint's history, so every finished epoch
+    appears exactly once with the values it had.
     """
     history = list(history or [])
     log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
@@ -175,11 +160,13 @@ def fit(
             "samples_per_s": train.samples / runtime if runtime > 0 else math.nan,
             "lr": trainer.optimizer.param_groups[0]["lr"],
         }
+        if annotate is not None:
+            row.update(annotate(row))
         history.append(row)
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, trainer, epoch, history, fingerprint or {})
         if on_epoch is not None:
             on_epoch(row)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, trainer, epoch, history)
         log(
             f"epoch {epoch + 1}/{epochs}  train MAE {row['t_mae']:.4f}  val MAE {row['v_mae']:.4f}  "
             f"({runtime:.1f} s)"

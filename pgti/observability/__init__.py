@@ -2,7 +2,8 @@
 
 - ``monitor``: ``MemoryMonitor`` (system_stats.csv) and process-tree RSS helpers.
 - ``gpu``: ``GpuProbe`` (NVML) and ``torch_peak_allocated``; both degrade to "no data".
-- ``outputs``: column lists, ``CsvAppender``, ``write_stats``, ``write_config``, run directories.
+- ``outputs``: column lists, ``CsvAppender``, ``write_stats``, ``write_config``, ``append_resume``.
+- ``rundir``: ``RunDir``: one run per directory (refusal, lock, clean-up of a refused run).
 - ``plots``: PNGs and the cross-run summary, read back from those files.
 
 ``plots`` is not imported here, so training never pays for importing matplotlib.
@@ -24,11 +25,10 @@ from pgti.observability.outputs import (
     STATS_FILE,
     SYSTEM_STATS_FILE,
     CsvAppender,
-    default_run_dir,
-    prepare_output_dir,
     write_config,
     write_stats,
 )
+from pgti.observability.rundir import RunDir
 
 __all__ = [
     "CONFIG_FILE",
@@ -42,9 +42,8 @@ __all__ = [
     "CsvAppender",
     "GpuProbe",
     "MemoryMonitor",
-    "default_run_dir",
+    "RunDir",
     "peak_rss_tree_bytes",
-    "prepare_output_dir",
     "rss_tree_bytes",
     "torch_peak_allocated",
     "write_config",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import importlib.metadata
+import io
 import json
 import os
 import platform
@@ -19,7 +20,6 @@ import shlex
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -105,11 +105,14 @@ class CsvAppender:
     def append(self, row: Mapping[str, Any]) -> None:
         """Write one row and flush it to the OS before returning."""
         _check_keys(row, self.columns, self.path.name)
-        self._writer.writerow([_cell(row.get(c)) for c in self.columns])
-        self._file.flush()
-        self.rows_written += 1
-        if self.fsync_every > 0 and self.rows_written % self.fsync_every == 0:
-            os.fsync(self._file.fileno())
+        try:
+            self._writer.writerow([_cell(row.get(c)) for c in self.columns])
+            self._file.flush()
+            self.rows_written += 1
+            if self.fsync_every > 0 and self.rows_written % self.fsync_every == 0:
+                os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise InputError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         if not self._file.closed:
@@ -137,16 +140,7 @@ def write_stats(path: str | os.PathLike, row: Mapping[str, Any]) -> Path:
     Keys must be among STATS_COLUMNS (ValueError otherwise); missing ones are written empty.
     """
     _check_keys(row, STATS_COLUMNS, STATS_FILE)
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(STATS_COLUMNS)
-        writer.writerow([_cell(row.get(c)) for c in STATS_COLUMNS])
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # a crash mid-write leaves the old file or the new one, never half
-    return path
+    return rewrite_csv(path, STATS_COLUMNS, [row])  # a crash mid-write leaves the old file or the new
 
 
 # --- config.json -------------------------------------------------------------------------------
@@ -267,9 +261,60 @@ def write_config(
         "git": git_state(),
         **machine_info(),
     }
+    return write_json(path, config)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Replace ``path`` by ``data`` atomically and durably (temp file, fsync, rename): a crash or
+    a full disk leaves the old file or the new one, never half of one. A failed write raises
+    InputError naming the file and leaves no temp file."""
     path = Path(path)
-    path.write_text(json.dumps(config, indent=2, default=_jsonable) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+
+
+def append_resume(path: str | os.PathLike, entry: Mapping[str, Any]) -> Path:
+    """Keep the run's original ``config.json`` and add ``entry`` to its ``resumes`` list."""
+    path = Path(path)
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        config = None
+    if not isinstance(config, dict):
+        raise InputError(f"{path} is missing or is not a pgti config.json; cannot record the resume")
+    config.setdefault("resumes", [])
+    if not isinstance(config["resumes"], list):
+        raise InputError(f"{path}: 'resumes' is not a list")
+    config["resumes"].append({
+        "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": shlex.join([sys.executable, *sys.argv]),
+        **dict(entry),
+    })
+    return write_json(path, config)
+
+
+def rewrite_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Replace ``path`` atomically by a CSV of exactly ``rows`` (a resumed run's epochs: each
+    epoch once, as its checkpoint recorded it, whatever the old file held)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)  # "\r\n" lines, as CsvAppender writes them
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return write_atomic(path, buffer.getvalue())
 
 
 # --- run directories ---------------------------------------------------------------------------
@@ -291,48 +336,3 @@ def _truthy(value: Any) -> bool:
         return bool(value) and value == value  # NaN (an empty CSV cell) is not "gpu"
     except (TypeError, ValueError):
         return False
-
-
-def default_run_dir(
-    results_root: str | os.PathLike, dataset: str, mode: str, gpu: bool, now: _dt.datetime | None = None
-) -> Path:
-    """Create and return ``<results_root>/<dataset>/<mode>[-gpu]/<YYYYmmdd-HHMMSS>[-k]/``.
-
-    The directory is claimed with an exclusive mkdir, so two runs started in the same second get
-    different directories (``-1``, ``-2``, ... suffixes). Raises InputError if it cannot be made.
-    """
-    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-    parent = Path(results_root) / str(dataset) / mode_dir_name(mode, gpu)
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"output directory {parent} is not writable: {exc}") from exc
-    for k in range(1000):
-        candidate = parent / (stamp if k == 0 else f"{stamp}-{k}")
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise InputError(f"output directory {candidate} is not writable: {exc}") from exc
-    raise InputError(f"output directory {parent}: too many runs named {stamp}")
-
-
-def prepare_output_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` (and parents) and prove it is writable by writing a probe file.
-
-    Raises InputError("output directory X is not writable: ...") otherwise.
-    """
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
-        try:
-            os.write(fd, b"ok")
-        finally:
-            os.close(fd)
-            os.unlink(probe)
-    except OSError as exc:
-        raise InputError(f"output directory {path} is not writable: {exc}") from exc
-    return path

@@ -11,7 +11,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -56,21 +56,32 @@ class Run:
     epochs: pd.DataFrame
     system: pd.DataFrame
     label: str
+    missing: tuple[str, ...] = ()  # files a crashed or running run has not written
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Run":
+        """Load what the run left: a run that crashed has no stats.csv (and a distributed one
+        has system_stats_rank<r>.csv); what is missing is listed in ``missing``."""
         path = Path(path)
         if not path.is_dir():
             raise InputError(f"{path}: not a run directory")
-        stats = read_csv(path / STATS_FILE)
-        epochs = read_csv(path / EPOCHS_FILE)
-        system = read_csv(path / SYSTEM_STATS_FILE)
+        system_file = path / SYSTEM_STATS_FILE
+        if not system_file.is_file() and (path / "system_stats_rank0.csv").is_file():
+            system_file = path / "system_stats_rank0.csv"
+        files = {STATS_FILE: path / STATS_FILE, EPOCHS_FILE: path / EPOCHS_FILE, SYSTEM_STATS_FILE: system_file}
+        missing = tuple(name for name, f in files.items() if not f.is_file())
+        if len(missing) == len(files):
+            raise InputError(f"{path}: not a run directory (none of {', '.join(files)} is there)")
+        stats, epochs, system = (pd.DataFrame() if name in missing else read_csv(f) for name, f in files.items())
         dataset, mode = _first(stats, "dataset"), _first(stats, "mode")
+        gpu = _first(stats, "gpu")
         if dataset is None or mode is None:
-            label = path.name
-        else:
-            label = f"{dataset}/{mode_dir_name(mode, _first(stats, 'gpu'))}"
-        return cls(path, stats, epochs, system, label)
+            config = _config(path)
+            args = config.get("args") if isinstance(config.get("args"), dict) else {}
+            extra = config.get("extra") if isinstance(config.get("extra"), dict) else {}
+            dataset, mode, gpu = extra.get("dataset"), args.get("mode"), args.get("gpu")
+        label = path.name if dataset is None or mode is None else f"{dataset}/{mode_dir_name(mode, gpu)}"
+        return cls(path, stats, epochs, system, label, missing)
 
 
 def _load_runs(run_dirs: Sequence[str | os.PathLike]) -> list[Run]:
@@ -102,9 +113,14 @@ def _pyplot():
     return plt
 
 
-def plot_runs(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike) -> list[Path]:
-    """Write memory_over_time.png, mae_per_epoch.png and peak_memory_runtime.png; return paths."""
+def plot_runs(run_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+              note: Callable[[str], None] | None = None) -> list[Path]:
+    """Write memory_over_time.png, mae_per_epoch.png and peak_memory_runtime.png; return paths.
+    ``note`` hears of each run whose files are incomplete (a crashed run has no stats.csv)."""
     runs = _load_runs(run_dirs)
+    for run in runs:
+        if run.missing and note is not None:
+            note(f"{run.path}: {', '.join(run.missing)} missing (the run did not finish); plotting what it left")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -241,15 +257,27 @@ def find_stats(results_root: str | os.PathLike) -> list[Path]:
     return sorted(root.rglob(STATS_FILE))
 
 
-def _config_fields(run_dir: Path) -> dict[str, Any]:
+def _config(run_dir: Path) -> dict[str, Any]:
+    """The run's config.json as a dict ({} when absent)."""
     path = run_dir / CONFIG_FILE
     if not path.is_file():
         return {}
     try:
         config = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot read as JSON: {exc}") from exc
-    git = config.get("git") or {}
+        raise InputError(f"{path}: cannot read as JSON: {exc}") from None
+    if not isinstance(config, dict):
+        raise InputError(f"{path}: not a pgti config.json (a JSON object)")
+    return config
+
+
+REQUIRED_STATS_COLUMNS = ("dataset", "mode", "total", "test_mae")
+"""Columns without which a stats.csv is not one of ours."""
+
+
+def _config_fields(run_dir: Path) -> dict[str, Any]:
+    config = _config(run_dir)
+    git = config.get("git") if isinstance(config.get("git"), dict) else {}
     devices = config.get("devices")
     return {
         "created": config.get("created"),
@@ -269,6 +297,10 @@ def summarize_runs(results_root: str | os.PathLike) -> pd.DataFrame:
     rows = []
     for path in paths:
         frame = read_csv(path)
+        absent = [c for c in REQUIRED_STATS_COLUMNS if c not in frame.columns]
+        if absent or frame.empty:
+            what = f"it lacks the columns {', '.join(absent)}" if absent else "it has no row"
+            raise InputError(f"{path} is not a pgti stats.csv ({what}); move it out of {results_root}")
         for record in frame.to_dict("records"):
             record["run_dir"] = str(path.parent)
             record.update(_config_fields(path.parent))

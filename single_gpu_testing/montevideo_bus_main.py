@@ -1,0 +1,11 @@
+"""Train DCRNN on montevideo-bus: `python single_gpu_testing/montevideo_bus_main.py --help` lists the flags."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from pgti.engine.run import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main("montevideo-bus", prog="montevideo_bus_main.py"))
