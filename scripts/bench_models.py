@@ -1,21 +1,34 @@
 #!/usr/bin/env python
-"""Time one training step (forward + masked-MAE backward + Adam step) of each model.
+"""Time one training step of each model, through the real ``Trainer.train_epoch``.
 
-Default shape: pems-bay (B=64, L=12, N=325, F=2) on a random weighted graph with 2,694 edges
-including one self-loop per node, like DCRNN's adjacency. Prints the median over --repeats
-steps (models taking turns) after --warmup steps, the ratio pgt-dcrnn / dcrnn-cell against the
-target (>= 5x), and the machine, with its load average: other processes on the cores inflate
-every time, and with more torch threads than free cores far more.
+A step is what training does per batch: forward, masked-MAE loss, backward, Adam step and the
+metric sums (``pgti.engine.trainer.Trainer.train_epoch`` on a one-batch epoch). Default shape:
+pems-bay (B=64, L=12, N=325, F=2) on a random weighted graph with 2,694 edges including one
+self-loop per node, like DCRNN's adjacency. Prints the median over --repeats steps after
+--warmup steps, the ratios pgt-dcrnn / dcrnn-cell (target >= 5x) and dcrnn-cell-s2s /
+dcrnn-cell (target <= 2x), and the machine, with its load average: other processes on the
+cores inflate every time, and with more torch threads than free cores far more.
 
-    python scripts/bench_models.py                      # all models, CPU
+Without --memory the models take turns in one process (one step each per round), so a change in
+the machine's load affects them alike. With --memory each model runs alone in a fresh process,
+which also reports its peak RSS above its own RSS before the first measured step (after the
+imports, a warm-up step on a 3-node graph, the model and the batch); --before adds ``dcrnn``
+as it was before its memory reduction (``recompute_diffusion=False``, the unchanged code path).
+
+    python scripts/bench_models.py                      # all trainable models, CPU
     python scripts/bench_models.py --models pgt-dcrnn,dcrnn-cell --threads 2
+    python scripts/bench_models.py --models dcrnn --memory --before --nodes 207 --edges 1722
+    python scripts/bench_models.py --models dcrnn --saved-tensors --before --batch-size 16
+    python scripts/bench_models.py --models dcrnn --option hidden=32 --option layers=1
     python scripts/bench_models.py --device cuda
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -25,11 +38,18 @@ import time
 import torch
 
 from pgti.bench.machine import cpu_model
+from pgti.bench.runner import GIB, child_env, run_command
 from pgti.cli_util import run_cli
+from pgti.engine.metrics import TargetUnits
+from pgti.engine.trainer import Trainer
 from pgti.errors import InputError
-from pgti.nn import MODELS, build_model
+from pgti.nn import MODELS, build_model, model_options
 
-TARGET_SPEEDUP = 5.0
+TARGET_SPEEDUP = 5.0  # pgt-dcrnn / dcrnn-cell, at least
+TARGET_S2S_COST = 2.0  # dcrnn-cell-s2s / dcrnn-cell, at most
+TRAINABLE = ("pgt-dcrnn", "dcrnn-cell", "dcrnn-cell-s2s", "dcrnn")
+BEFORE = "dcrnn-before"  # dcrnn without the memory reduction: the code path as it was
+RESULT_TAG = "RESULT "
 
 
 def random_graph(num_nodes: int, num_edges: int, seed: int = 0):
@@ -47,31 +67,26 @@ def random_graph(num_nodes: int, num_edges: int, seed: int = 0):
     return edge_index, edge_weight
 
 
-def masked_mae(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """MAE on channel 0 (speed) over the entries whose target is not 0 (missing)."""
-    mask = (target[..., 0] != 0).float()
-    mask = mask / mask.mean().clamp_min(1e-12)
-    return ((prediction[..., 0] - target[..., 0]).abs() * mask).mean()
+UNITS = TargetUnits(torch.tensor(0.0), torch.tensor(1.0), torch.tensor(0.0))  # 0.0: missing
 
 
 class TrainingStep:
-    """One training step of ``model`` on a fixed batch: forward, masked MAE, backward, Adam."""
+    """One training step of ``model`` on a fixed batch, by ``Trainer.train_epoch``."""
 
     def __init__(self, model, x, y):
-        self.model, self.x, self.y = model.train(), x, y
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        if not any(p.requires_grad for p in model.parameters()):
+            raise InputError(f"--models: {type(model).__name__} has no parameters to train")
+        self.trainer = Trainer(model, UNITS.to(x.device), x.size(1), device=x.device)
+        self.batch = [(x, y)]
+        self.cuda = x.device.type == "cuda"
 
     def __call__(self) -> float:
         """Run one step; return its wall time in seconds."""
-        cuda = self.x.device.type == "cuda"
-        if cuda:
+        if self.cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = masked_mae(self.model(self.x, self.y), self.y)
-        loss.backward()
-        self.optimizer.step()
-        if cuda:
+        self.trainer.train_epoch(self.batch, total=1)
+        if self.cuda:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
@@ -92,9 +107,114 @@ def time_steps(steps: dict[str, TrainingStep], *, warmup: int, repeats: int) -> 
     return times
 
 
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """``["hidden=32", "scheduled_sampling=True"]`` -> ``{"hidden": 32, ...}`` (Python literals)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--option: expected KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            options[key.strip()] = value.strip()
+    return options
+
+
+def configurations(names: list[str], options: dict, before: bool) -> list[tuple[str, str, dict]]:
+    """``(label, model, options)`` per measured configuration; each model gets the options it
+    accepts, and --before adds ``dcrnn-before`` ahead of ``dcrnn``."""
+    for key in options:
+        if not any(key in model_options(name) for name in names):
+            raise InputError(f"--option {key}: accepted by none of {', '.join(names)}")
+    configs = []
+    for name in names:
+        own = {k: v for k, v in options.items() if k in model_options(name)}
+        if before and name == "dcrnn":
+            configs.append((BEFORE, name, {**own, "recompute_diffusion": False}))
+        configs.append((name, name, own))
+    return configs
+
+
+def make_inputs(args, device):
+    torch.manual_seed(args.seed)
+    edge_index, edge_weight = random_graph(args.nodes, args.edges, args.seed)
+    shape = (args.batch_size, args.lags, args.nodes, args.features)
+    x = torch.randn(shape, device=device)
+    y = torch.randn(shape, device=device)
+    y[..., 0][torch.rand(shape[:-1], device=device) < 0.05] = 0.0  # some missing readings
+    return edge_index, edge_weight, x, y
+
+
+def build(name, options, args, edge_index, edge_weight, device):
+    torch.manual_seed(args.seed)
+    return build_model(name, num_nodes=args.nodes, num_features=args.features,
+                       edge_index=edge_index, edge_weight=edge_weight, **options).to(device)
+
+
+def measure_alone(name: str, options: dict, args) -> dict:
+    """In a fresh process: step times and the peak RSS of the warm-up and timed steps."""
+    from pgti.bench.rss import PeakRss
+
+    device = torch.device(args.device)
+    # The first training step imports ~800 modules lazily (~90 MiB): take it on a tiny graph.
+    ring = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    tiny = build_model(name, num_nodes=3, num_features=args.features, edge_index=ring,
+                       edge_weight=torch.ones(3), **{**options, **({"hidden": 2} if "hidden" in
+                                                                   model_options(name) else {})})
+    TrainingStep(tiny.to(device), *(torch.randn(2, args.lags, 3, args.features, device=device),) * 2)()
+    edge_index, edge_weight, x, y = make_inputs(args, device)
+    model = build(name, options, args, edge_index, edge_weight, device)
+    step = TrainingStep(model, x, y)
+    times = []
+    with PeakRss(gpu=device.type == "cuda") as rss:
+        for i in range(args.warmup + args.repeats):
+            seconds = step()
+            if i >= args.warmup:
+                times.append(seconds)
+    return {"times": times, "params": sum(p.numel() for p in model.parameters()),
+            "peak_above_start": rss.peak_above_baseline, "peak_total": rss.peak,
+            "gpu_peak_allocated": rss.gpu_peak_allocated}
+
+
+def saved_for_backward(model, x, y, top: int = 6) -> tuple[int, list[tuple[str, int]]]:
+    """Bytes that one training forward keeps for the backward pass, total and by the line of
+    ``pgti/nn`` that saved them (each storage counted once), largest first."""
+    import collections
+    import traceback
+
+    seen, by_line = set(), collections.Counter()
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            frame = next((f for f in reversed(traceback.extract_stack())
+                          if f"pgti{os.sep}nn" in f.filename), None)
+            site = "elsewhere" if frame is None else \
+                f"{os.path.basename(frame.filename)}:{frame.lineno} {frame.name}: {frame.line}"
+            by_line[site] += storage.nbytes()
+        return tensor
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(x, y)
+    return sum(by_line.values()), by_line.most_common(top)
+
+
+def run_alone(label: str, name: str, options: dict, args) -> dict:
+    """``measure_alone`` in a fresh interpreter running this script."""
+    request = json.dumps({"name": name, "options": options})
+    cmd = [sys.executable, os.path.abspath(__file__), *args.forwarded, "--child", request]
+    outcome = run_command(cmd, timeout=args.timeout, guard_bytes=GIB, env=child_env(args.threads))
+    if not outcome.ok:
+        raise InputError(f"{label}: {outcome.status}: {outcome.message}")
+    line = next(l for l in outcome.result["output"].splitlines() if l.startswith(RESULT_TAG))
+    return json.loads(line[len(RESULT_TAG):])
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lags", type=int, default=12, help="L: input = target window length")
@@ -104,9 +224,19 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
+    parser.add_argument("--models", default=",".join(TRAINABLE), help="comma-separated")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="model option (e.g. hidden=32), given to each model that accepts it")
+    parser.add_argument("--memory", action="store_true",
+                        help="each model alone in a fresh process, with its peak RSS")
+    parser.add_argument("--before", action="store_true",
+                        help="with dcrnn: also dcrnn as before its memory reduction")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per process (--memory)")
+    parser.add_argument("--saved-tensors", action="store_true",
+                        help="instead of timing: what one forward saves for the backward pass")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("-d", "--debug", action="store_true", help="tracebacks on errors")
     args = parser.parse_args(argv)
 
@@ -120,44 +250,79 @@ def main(argv=None) -> int:
         raise InputError("--batch-size, --lags, --features and --repeats must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.child is not None:
+        request = json.loads(args.child)
+        print(RESULT_TAG + json.dumps(measure_alone(request["name"], request["options"], args)))
+        return 0
+    configs = configurations(names, parse_options(args.option), args.before)
+    args.forwarded = [a for a in argv if a not in ("--memory", "--before")]
     device = torch.device(args.device)
 
-    torch.manual_seed(args.seed)
-    edge_index, edge_weight = random_graph(args.nodes, args.edges, args.seed)
-    shape = (args.batch_size, args.lags, args.nodes, args.features)
-    x = torch.randn(shape, device=device)
-    y = torch.randn(shape, device=device)
-    y[..., 0][torch.rand(shape[:-1], device=device) < 0.05] = 0.0  # some missing readings
-
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
-    print(f"command: {' '.join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])}")
+    print(f"command: {' '.join([sys.argv[0], *argv])}")
     machine = (f"{cpu_model()}, {torch.get_num_threads()} torch threads "
                f"({len(os.sched_getaffinity(0))} cores usable, "
                f"load average {os.getloadavg()[0]:.1f})")
     if device.type == "cuda":
         machine += f", GPU {torch.cuda.get_device_name(device)}"
     print(f"machine: {machine}; python {platform.python_version()}, torch {torch.__version__}")
+    how = "each model alone in a fresh process" if args.memory else "models taking turns"
+    what = ("one training forward" if args.saved_tensors else
+            f"median of {args.repeats} steps after {args.warmup} warm-up (Trainer.train_epoch; {how})")
     print(f"shape: B={args.batch_size} L={args.lags} N={args.nodes} F={args.features}, "
-          f"{args.edges} edges; median of {args.repeats} steps after {args.warmup} warm-up")
+          f"{args.edges} edges; {what}")
 
-    steps, params = {}, {}
-    for name in names:
-        torch.manual_seed(args.seed)
-        model = build_model(name, num_nodes=args.nodes, num_features=args.features,
-                            edge_index=edge_index, edge_weight=edge_weight).to(device)
-        steps[name] = TrainingStep(model, x, y)
-        params[name] = sum(p.numel() for p in model.parameters())
-    times = time_steps(steps, warmup=args.warmup, repeats=args.repeats)
-    medians = {name: statistics.median(t) for name, t in times.items()}
-    for name, t in times.items():
-        print(f"{name:>11}: {medians[name] * 1e3:9.1f} ms/step  "
-              f"(min {min(t) * 1e3:.1f}, max {max(t) * 1e3:.1f}; {params[name]} parameters)")
+    if args.saved_tensors:
+        edge_index, edge_weight, x, y = make_inputs(args, device)
+        for label, name, options in configs:
+            model = build(name, options, args, edge_index, edge_weight, device)
+            total, sites = saved_for_backward(model, x, y)
+            print(f"{label}: {total / GIB:.3f} GiB saved for the backward pass; largest by line:")
+            for site, nbytes in sites:
+                print(f"  {nbytes / GIB:7.3f} GiB  {site}")
+        return 0
+
+    results = {}
+    if args.memory:
+        for label, name, options in configs:
+            results[label] = run_alone(label, name, options, args)
+    else:
+        edge_index, edge_weight, x, y = make_inputs(args, device)
+        steps = {label: TrainingStep(build(name, options, args, edge_index, edge_weight, device), x, y)
+                 for label, name, options in configs}
+        times = time_steps(steps, warmup=args.warmup, repeats=args.repeats)
+        for label, step in steps.items():
+            results[label] = {"times": times[label],
+                              "params": sum(p.numel() for p in step.trainer.model.parameters())}
+    medians = {label: statistics.median(r["times"]) for label, r in results.items()}
+    for label, _, options in configs:
+        t, r = results[label]["times"], results[label]
+        memory = ""
+        if args.memory:
+            memory = (f"; peak RSS {r['peak_above_start'] / GIB:.3f} GiB above start, "
+                      f"{r['peak_total'] / GIB:.2f} GiB total")
+            if r.get("gpu_peak_allocated") is not None:
+                memory += f", GPU peak allocated {r['gpu_peak_allocated'] / GIB:.2f} GiB"
+        shown = "".join(f" {k}={v}" for k, v in options.items())
+        print(f"{label:>14}: {medians[label] * 1e3:9.1f} ms/step  "
+              f"(min {min(t) * 1e3:.1f}, max {max(t) * 1e3:.1f}; {r['params']} parameters"
+              f"{memory}){shown}")
 
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     if "pgt-dcrnn" in medians and "dcrnn-cell" in medians:
         ratio = medians["pgt-dcrnn"] / medians["dcrnn-cell"]
         verdict = "PASS" if ratio >= TARGET_SPEEDUP else "MISS"
         print(f"speed-up pgt-dcrnn / dcrnn-cell: {ratio:.1f}x (target >= {TARGET_SPEEDUP:g}x) {verdict}")
+    if "dcrnn-cell-s2s" in medians and "dcrnn-cell" in medians:
+        ratio = medians["dcrnn-cell-s2s"] / medians["dcrnn-cell"]
+        verdict = "PASS" if ratio <= TARGET_S2S_COST else "MISS"
+        print(f"cost dcrnn-cell-s2s / dcrnn-cell: {ratio:.2f}x (target <= {TARGET_S2S_COST:g}x) {verdict}")
+    if BEFORE in medians and "dcrnn" in medians:
+        print(f"dcrnn step time after / before: {medians['dcrnn'] / medians[BEFORE]:.2f}x")
+        if args.memory:
+            old, new = results[BEFORE]["peak_above_start"], results["dcrnn"]["peak_above_start"]
+            print(f"dcrnn peak RSS above start: before {old / GIB:.2f} GiB, after {new / GIB:.2f} GiB "
+                  f"({100 * (1 - new / old):.0f}% lower)")
     return 0
 
 

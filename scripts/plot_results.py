@@ -5,7 +5,11 @@
         results/chickenpox/base/20261123-041002 --out results/plots
 
 Each RUN_DIR holds stats.csv, per_epoch_stats.csv and system_stats.csv; of a run that crashed
-(no stats.csv) what survived is plotted, with a note. Prints the PNG paths.
+(no stats.csv) what survived is plotted, with a note. Prints the PNG paths:
+  mae_per_epoch.png        train/validation MAE per epoch, identical runs drawn once and labelled
+                           "base ≡ index"; the model's and the naive baselines' test MAE
+  memory_over_time.png     process-tree memory on its own axis, each run's phases, host memory
+  peak_memory_runtime.png  peak memory (with the ratio to base) and runtime, values on the bars
 """
 
 from __future__ import annotations

@@ -4,7 +4,9 @@
     python scripts/summarize.py results/ --out results/summary
 
 Finds each stats.csv below RESULTS_ROOT, joins it with the config.json next to it, writes
-PREFIX.csv (every column) and PREFIX.md (the headline table), and prints the markdown.
+PREFIX.csv (every column) and PREFIX.md (the headline table: each run by its directory under
+RESULTS_ROOT, marked when capped by --max-batches; test MAE per horizon; skill against the
+last-value baseline), and prints the markdown.
 """
 
 from __future__ import annotations

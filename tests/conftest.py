@@ -16,6 +16,15 @@ def repo() -> Path:
     return REPO
 
 
+@pytest.fixture
+def one_thread():
+    """For tests of tiny tensors: one thread is faster, and steady when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def load_script(name: str):
     """Import ``scripts/<name>.py`` as a module (its ``main`` takes argv)."""
     import importlib.util

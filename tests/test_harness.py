@@ -43,6 +43,13 @@ def test_chickenpox_driver_end_to_end_writes_the_three_csvs(tmp_path):
     assert 0.1 < float(s["test_mae"]) < 2 and float(s["test_rmse"]) >= float(s["test_mae"])
     assert 100 < float(s["max_process_mem"]) < float(s["max_system_mem"]) <= float(s["system_memory_total"])
     assert s["gpu_memory_total"] == "" and s["max_gpu_mem"] == ""  # no GPU here: empty, not zero
+    # the baselines, on the same test windows (chickenpox: L = 4, horizon 3 only)
+    assert 0.1 < float(s["test_mae_last_value"]) < 3 and 0.1 < float(s["test_mae_historical_average"]) < 3
+    assert s["test_mae_h3_last_value"] != "" and s["test_mae_h6_last_value"] == "" and s["test_skill_h6"] == ""
+    assert float(s["test_skill_h3"]) == 1 - float(s["test_mae_h3"]) / float(s["test_mae_h3_last_value"])
+    assert s["best_epoch"] in ("0", "1")
+    assert (f"test MAE {float(s['test_mae']):.4f} (last-value {float(s['test_mae_last_value']):.4f}, "
+            f"historical-average {float(s['test_mae_historical_average']):.4f})") in proc.stdout
 
     epochs = read_csv(out / "per_epoch_stats.csv")
     assert [r["epoch"] for r in epochs] == ["0", "1"] and list(epochs[0]) == list(EPOCH_COLUMNS)
@@ -65,6 +72,10 @@ def test_base_and_index_give_identical_per_epoch_losses(tmp_path):
         assert run_main("chickenpox", "-e", "2", "-m", mode, "--max-batches", "15", "--seed", "3",
                         "--output-dir", str(tmp_path / mode)) == 0
     assert _epoch_losses(tmp_path / "base") == _epoch_losses(tmp_path / "index") == _epoch_losses(tmp_path / "lazy-index")
+    # and so identical test metrics, baselines and best epoch
+    tests = [{k: v for k, v in read_csv(tmp_path / mode / "stats.csv")[0].items()
+              if k.startswith("test_") or k == "best_epoch"} for mode in ("base", "index", "lazy-index")]
+    assert tests[0] == tests[1] == tests[2] and tests[0]["test_mae_last_value"] != ""
 
 
 def test_resume_continues_from_the_checkpoint(tmp_path):

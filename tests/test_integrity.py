@@ -248,3 +248,38 @@ def test_a_bad_checkpoint_is_refused_in_one_line_and_never_executes(tmp_path, fi
     assert snapshot(run_dir) == before
     with pytest.raises(InputError):
         read_checkpoint(ckpt)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda s: s.update(version=1), "version 1, this pgti reads version 2"),
+    (lambda s: s.pop("best"), "'best' is missing"),
+    (lambda s: s.update(best={"epoch": 7, "v_mae": 0.5, "model": {}}), "'best' epoch 7 is not one of the epochs"),
+    (lambda s: s["best"].update(model={"w": [1.0]}), "'best' weights are missing or hold values that are not"),
+    (lambda s: s.update(scheduler=[1, 2]), "'scheduler' is missing or neither a dict nor None"),
+])
+def test_a_checkpoint_with_a_bad_best_or_schedule_is_refused(tmp_path, finished, capsys, damage, message):
+    state = torch.load(finished / "checkpoint.pt", weights_only=True)
+    assert state["best"]["epoch"] in (0, 1, 2) and state["scheduler"] is None  # no --lr-decay-epochs
+    damage(state)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    torch.save(state, run_dir / "checkpoint.pt")
+    before = snapshot(run_dir)
+    assert run_main("-e", "9", "--max-batches", "2", "-bs", "8", "--resume", str(run_dir)) == 2
+    line = one_error_line(capsys)
+    assert str(run_dir / "checkpoint.pt") in line and message in line
+    assert snapshot(run_dir) == before
+
+
+def test_a_model_with_extra_state_resumes_as_an_uninterrupted_run(tmp_path):
+    """DCRNN keeps a counter (batches seen, for scheduled sampling) as plain extra state in its
+    state_dict: the checkpoint admits it (numbers, not objects) and resume restores it."""
+    small = ("--model", "dcrnn", "--hidden", "4", "--layers", "1", "--max-batches", "2", "-bs", "8")
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert run_main(*small, "-e", "2", "--output-dir", str(full)) == 0
+    assert run_main(*small, "-e", "1", "--output-dir", str(part)) == 0
+    assert run_main(*small, "-e", "2", "--resume", str(part)) == 0
+    assert losses(part) == losses(full)
+    state = read_checkpoint(part / "checkpoint.pt").state
+    extra = [v for k, v in state["model"].items() if k.endswith("_extra_state")]
+    assert extra and all(isinstance(v, dict) for v in extra)

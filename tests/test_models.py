@@ -10,9 +10,16 @@ import torch
 
 from pgti.errors import InputError
 from pgti.nn import MODELS, DualRandomWalkDiffusion, build_model, dual_random_walk
-from pgti.nn.dcrnn import _NodeBatchedProduct
+from pgti.nn.baselines import BASELINE_MODELS
+from pgti.nn.dcrnn import DCGRUCell, _DiffusionConvolution, _NodeBatchedProduct
+
+# The baselines have no parameters and need training statistics (fit): tests/test_baselines.py.
+NEURAL_MODELS = tuple(m for m in MODELS if m not in BASELINE_MODELS)
 
 SMALL_DCRNN = {"hidden": 8}  # the published 64 units are slow to test on a CPU
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 
 def weighted_graph(num_nodes: int = 7, self_loops: bool = False, seed: int = 0):
@@ -125,6 +132,32 @@ def test_diffusion_and_shared_weight_product_gradients_are_exact():
         assert torch.autograd.gradcheck(_NodeBatchedProduct.apply, (w, v))
 
 
+@pytest.mark.parametrize("K", [1, 2, 4])
+def test_diffusion_adjoint_is_its_transpose(K):
+    """<D x, g> = <x, D^T g> for the whole term map D, in float64."""
+    n = 7
+    edge_index, edge_weight = weighted_graph(n, self_loops=True)
+    diffusion = DualRandomWalkDiffusion(edge_index, edge_weight, n, K=K, dtype=torch.float64)
+    x = torch.randn(n, 3, 4, dtype=torch.float64)
+    g = torch.randn(n, diffusion.num_terms, 3, 4, dtype=torch.float64)
+    adjoint = diffusion.adjoint(g)
+    assert adjoint.shape == x.shape
+    torch.testing.assert_close((diffusion(x) * g).sum(), (x * adjoint).sum(), rtol=1e-12, atol=1e-12)
+
+
+def test_recomputing_diffusion_convolution_has_exact_gradients():
+    n = 6
+    edge_index, edge_weight = weighted_graph(n)
+    diffusion = DualRandomWalkDiffusion(edge_index, edge_weight, n, K=3, dtype=torch.float64)
+    for out, channels, batch in [(3, 2, 5), (6, 2, 1)]:  # both weight-gradient branches
+        w = torch.randn(out, diffusion.num_terms * channels, dtype=torch.float64, requires_grad=True)
+        x = torch.randn(n, channels, batch, dtype=torch.float64, requires_grad=True)
+        fn = lambda w, x: _DiffusionConvolution.apply(w, x, diffusion, None)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (w, x))
+        stored = _NodeBatchedProduct.apply(w, diffusion(x).reshape(n, -1, batch))
+        torch.testing.assert_close(fn(w, x), stored, rtol=0, atol=0)
+
+
 def test_bad_graph_is_an_input_error():
     with pytest.raises(InputError, match="edge_index"):
         DualRandomWalkDiffusion(torch.tensor([[0, 5]]), None, 3, K=2)
@@ -137,7 +170,7 @@ def test_bad_graph_is_an_input_error():
 # --- the models' contract ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", NEURAL_MODELS)
 @pytest.mark.parametrize("batch", [1, 3])
 def test_output_shape_is_batch_lags_nodes_features(name, batch):
     n = 6
@@ -152,7 +185,7 @@ def test_output_shape_is_batch_lags_nodes_features(name, batch):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", ["dcrnn-cell", "dcrnn"])
+@pytest.mark.parametrize("name", ["dcrnn-cell", "dcrnn-cell-s2s", "dcrnn"])
 def test_outputs_and_gradients_finite_with_sourceless_and_sinkless_nodes(name):
     n = 7
     edge_index, edge_weight = weighted_graph(n)  # node 0: no in-edge; node 6: no out-edge
@@ -264,6 +297,113 @@ def test_scheduled_sampling_feeds_the_truth_early_in_training():
     assert model.state_dict()["_extra_state"] == {"batches_seen": 2000}
 
 
+def dense_dcgru_sequence(cell, x, p_f, p_b):
+    """DCGRU over a sequence written out in dense float64 maths, with ``cell``'s parameters.
+
+    ``x`` (N, C, T, B). Terms are ``[x, P_f x, P_b x, P_f^2 x, ...]``; weight columns are
+    term-major (term m, channel c) -> m * C + c, rows [r | u | c] as in ``DCGRUCell``.
+    """
+    n, _, steps, batch = x.shape
+    k = cell.diffusion.K
+    powers = [torch.eye(n, dtype=torch.float64)]
+    for j in range(1, k):
+        powers += [torch.linalg.matrix_power(p_f, j), torch.linalg.matrix_power(p_b, j)]
+
+    def conv(signal, weight):  # signal (N, C, B) -> (N, out, B)
+        terms = torch.stack([p @ signal.reshape(n, -1) for p in powers], 1)  # (N, M, C*B)
+        terms = terms.reshape(n, len(powers) * signal.size(1), batch)
+        return torch.einsum("ok,nkb->nob", weight, terms)
+
+    hs = cell.hidden_size
+    w_x, w_g, w_c, bias = (p.double() for p in (cell.weight_x, cell.weight_h_gates,
+                                                 cell.weight_h_candidate, cell.bias))
+    h = torch.zeros(n, hs, batch, dtype=torch.float64)
+    states = []
+    for t in range(steps):
+        xp = conv(x[:, :, t], w_x) + bias[:, None]
+        gates = torch.sigmoid(xp[:, : 2 * hs] + conv(h, w_g))
+        r, u = gates[:, :hs], gates[:, hs:]
+        c = torch.tanh(xp[:, 2 * hs :] + conv(r * h, w_c))
+        h = u * h + (1 - u) * c
+        states.append(h)
+    return torch.stack(states, 2)
+
+
+@pytest.mark.parametrize("recompute, checkpoint", [(False, False), (True, False), (True, True)])
+def test_dcgru_cell_equals_dense_float64_maths(recompute, checkpoint):
+    """The cell, with or without the memory reductions, against DCRNN's equations in dense float64
+    maths: outputs, and the gradients of its parameters and input."""
+    n = 7
+    edge_index, edge_weight = weighted_graph(n, self_loops=True)
+    p_f, p_b = dense_transitions(edge_index, edge_weight, n)
+    diffusion = DualRandomWalkDiffusion(edge_index, edge_weight, n, K=3)
+    torch.manual_seed(0)
+    cell = DCGRUCell(2, 5, diffusion, recompute_diffusion=recompute, checkpoint_steps=checkpoint)
+    with torch.no_grad():  # random gate biases, so nothing is near saturation by construction
+        cell.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(n, 2, 4, 3)
+    x32, x64 = x.clone().requires_grad_(), x.double().requires_grad_()
+    weight = torch.randn(n, 5, 4, 3)
+    out, _ = cell(x32)
+    (out * weight).sum().backward()
+    params = [cell.weight_x, cell.weight_h_gates, cell.weight_h_candidate, cell.bias]
+    grads32 = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    double_params = [p.detach().double().requires_grad_() for p in params]
+    reference_cell = type("Params", (), dict(zip(
+        ("weight_x", "weight_h_gates", "weight_h_candidate", "bias"), double_params),
+        hidden_size=5, diffusion=diffusion))
+    expected = dense_dcgru_sequence(reference_cell, x64, p_f, p_b)
+    (expected * weight.double()).sum().backward()
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(x32.grad.double(), x64.grad, rtol=1e-4, atol=1e-5)
+    for got, p in zip(grads32, double_params):
+        torch.testing.assert_close(got.double(), p.grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("options", [{}, {"checkpoint_steps": True}])
+def test_memory_reduced_dcrnn_equals_the_stored_terms_computation(options):
+    """``dcrnn`` (recomputing the diffusion terms in the backward pass) against the same weights
+    with the terms stored, the implementation before the memory reduction: equal outputs and
+    gradients, in training mode with scheduled sampling."""
+    n = 7
+    edge_index, edge_weight = weighted_graph(n)
+    torch.manual_seed(0)
+    stored = build("dcrnn", edge_index, edge_weight, n, hidden=6, layers=2,
+                   recompute_diffusion=False, scheduled_sampling=True)
+    reduced = build("dcrnn", edge_index, edge_weight, n, hidden=6, layers=2,
+                    scheduled_sampling=True, **options)
+    reduced.load_state_dict(stored.state_dict())
+    assert reduced.encoder[0].recompute_diffusion and not stored.encoder[0].recompute_diffusion
+    x, y = torch.randn(3, 5, n, 2), torch.randn(3, 5, n, 2)
+    results = []
+    for model in (stored, reduced):
+        xg = x.clone().requires_grad_()
+        torch.manual_seed(1)  # the same teacher-forcing draws
+        out = model.train()(xg, y)
+        (out[..., 0] - y[..., 0]).abs().mean().backward()
+        results.append((out, xg.grad, {k: p.grad for k, p in model.named_parameters()}))
+    (out_a, gx_a, grads_a), (out_b, gx_b, grads_b) = results
+    torch.testing.assert_close(out_b, out_a, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(gx_b, gx_a, rtol=1e-5, atol=1e-6)
+    assert grads_a.keys() == grads_b.keys()
+    for key in grads_a:
+        torch.testing.assert_close(grads_b[key], grads_a[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_dcrnn_takes_hidden_and_layers():
+    n = 6
+    edge_index, edge_weight = weighted_graph(n, self_loops=True)
+    model = build("dcrnn", edge_index, edge_weight, n, hidden=32, layers=1)
+    assert len(model.encoder) == len(model.decoder) == 1
+    assert model.encoder[0].hidden_size == 32 and model.projection.in_features == 32
+    assert model(torch.randn(2, 3, n, 2)).shape == (2, 3, n, 2)
+    published = build_model("dcrnn", num_nodes=n, num_features=2, edge_index=edge_index,
+                            edge_weight=edge_weight)
+    assert (published.hidden, published.layers, published.diffusion.K) == (64, 2, 3)
+
+
 def test_dcrnn_cell_learns_a_periodic_signal():
     torch.manual_seed(0)
     n, lags, f = 5, 6, 2
@@ -291,10 +431,32 @@ def test_dcrnn_cell_learns_a_periodic_signal():
     assert losses[-1] < 0.5 * losses[0], losses
 
 
+@pytest.mark.parametrize("name, options", [
+    ("pgt-dcrnn", []), ("dcrnn-cell", []), ("dcrnn-cell-s2s", []),
+    ("dcrnn", ["--hidden", "8", "--layers", "2"]),
+])
+def test_every_model_trains_bitwise_alike_from_every_storage(tmp_path, name, options):
+    """base, index and lazy-index batches are bitwise equal, so each model's losses are too."""
+    import csv
+
+    from pgti.engine import run as run_module
+
+    losses = {}
+    for mode in ("base", "index", "lazy-index"):
+        out = tmp_path / mode
+        assert run_module.main("chickenpox", ["-e", "1", "-m", mode, "--max-batches", "3",
+                                              "--model", name, *options, "--seed", "2",
+                                              "--output-dir", str(out), "--quiet"]) == 0
+        with open(out / "per_epoch_stats.csv", newline="") as f:
+            losses[mode] = [(r["t_mae"], r["v_mae"]) for r in csv.DictReader(f)]
+    assert losses["base"] == losses["index"] == losses["lazy-index"]
+    assert all(float(t) > 0 for t, _ in losses["base"])
+
+
 def test_models_move_to_float64_and_keep_graph_out_of_state_dict():
     n = 6
     edge_index, edge_weight = weighted_graph(n, self_loops=True)
-    for name in ("dcrnn-cell", "dcrnn"):
+    for name in ("dcrnn-cell", "dcrnn-cell-s2s", "dcrnn"):
         model = build(name, edge_index, edge_weight, n).double()
         out = model(torch.randn(2, 3, n, 2, dtype=torch.float64))
         assert out.dtype == torch.float64
@@ -305,7 +467,7 @@ def test_models_move_to_float64_and_keep_graph_out_of_state_dict():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", NEURAL_MODELS)
 def test_models_on_cuda_match_cpu(name):
     n = 6
     edge_index, edge_weight = weighted_graph(n, self_loops=True)

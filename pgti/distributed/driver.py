@@ -42,8 +42,9 @@ from pgti.distributed.storage import (
     window_arrays,
 )
 from pgti.engine.checkpoint import fingerprint
-from pgti.engine.run import build_parser, open_run, stats_row, validate_args
+from pgti.engine.run import build_parser, open_run, stats_row, summary_line, validate_args
 from pgti.errors import InputError
+from pgti.nn.baselines import training_statistics
 from pgti.observability.outputs import STATS_FILE, CsvAppender, write_stats
 
 TRANSFERS_FILE = "dask_transfers.csv"
@@ -178,6 +179,7 @@ def run_distributed(args: argparse.Namespace, driver: Driver, *, log: Callable[[
             if data.split.size("train") < args.npar:
                 raise InputError(f"-np {args.npar} ranks but only {data.split.size('train')} training windows")
             data_fingerprint = fingerprint(data, args.model)
+            stats = training_statistics(data)  # read here, where the rows are: the ranks get the table
             if run.checkpoint is not None:
                 run.checkpoint.check_matches(data_fingerprint)  # before a cluster is started
             with open_cluster(args.npar, gpu=args.gpu, scheduler_file=args.dask_cluster_file, debug=args.debug,
@@ -190,7 +192,7 @@ def run_distributed(args: argparse.Namespace, driver: Driver, *, log: Callable[[
                 setup_bytes = sum(transfer_totals(client).values()) - before
                 client_preprocessing = time.perf_counter() - t0
                 job = RankJob(job_id, args, label, mode.layout, mode.policy, _for_ranks(data, mode.layout),
-                              str(run.run_dir), args.npar, slots[0].host, datasets,
+                              str(run.run_dir), args.npar, slots[0].host, datasets, stats,
                               resume=str(run.checkpoint.path) if run.checkpoint else None,
                               own_stderr=not args.dask_cluster_file, fail_after=args.fail_after)
                 log(f"{label}: {args.npar} ranks on {len({s.host for s in slots})} host(s); data ready in "
@@ -233,10 +235,11 @@ def _finish(run, label: str, ranks: list[dict], setup_bytes: int, client_preproc
     memory = RankMemory.of(ranks)
     write_stats(run.path(STATS_FILE), stats_row(run, rank0["history"], rank0["test"], memory,
                                                 preprocessing=preprocessing, training=rank0["training"],
-                                                world_size=len(ranks), mode=label))
+                                                world_size=len(ranks), mode=label,
+                                                best_epoch=rank0["best_epoch"]))
     total = time.perf_counter() - run.t_start
     epoch_bytes = [t["bytes"] for t in transfers if t["phase"] == "epoch"]
-    log(f"{run.dataset} {label} x{len(ranks)}: test MAE {rank0['test']['test_mae']:.4f}, peak worker memory "
+    log(f"{run.dataset} {label} x{len(ranks)}: {summary_line(rank0['test'])}, peak worker memory "
         f"{memory.fields['max_process_mem'] or 0:.0f} MB, Dask transfers "
         f"{sum(epoch_bytes) / max(1, len(epoch_bytes)) / 2**20:.1f} MiB/epoch, total {total:.1f} s -> {run.run_dir}")
     return DistributedRun(run.run_dir, label, len(ranks), ranks, transfers, preprocessing, rank0["training"],

@@ -42,10 +42,18 @@ from pgti.distributed.storage import (
     SlabStorage,
 )
 from pgti.engine.metrics import TargetUnits
-from pgti.engine.run import seed_everything
+from pgti.engine.run import (
+    baseline_models,
+    fit_model,
+    metric_columns,
+    model_size_options,
+    seed_everything,
+    trainer_options,
+)
 from pgti.engine.checkpoint import CHECKPOINT, fingerprint, read_checkpoint
 from pgti.engine.trainer import Trainer, fit
 from pgti.nn import build_model
+from pgti.nn.baselines import TrainingStatistics
 from pgti.observability.monitor import MemoryMonitor
 from pgti.observability.outputs import EPOCH_COLUMNS, EPOCHS_FILE, CsvAppender
 
@@ -66,6 +74,7 @@ class RankJob:
     world: int
     master_host: str  # rank 0's host: its TCPStore listens there
     datasets: dict[str, str]  # published Dask datasets: "x"/"y" (windows) or "series"
+    stats: TrainingStatistics  # the baselines' training statistics, computed by the client
     resume: str | None = None
     own_stderr: bool = False  # local cluster: the worker's stderr is the user's terminal; log to a file
     fail_after: tuple[int, int, int] | None = None  # tests: (rank, epoch, batches) -> os._exit
@@ -129,9 +138,13 @@ def _train(job: RankJob, slot: Slot, device: torch.device, client, monitor: Memo
     plan = RankPlan(sharding, storages, device, on_batch=_failure_hook(job, rank))
     seed_everything(args.seed)
     model = build_model(args.model, num_nodes=data.num_nodes, num_features=data.num_features,
-                        edge_index=data.edge_index, edge_weight=data.edge_weight).to(device)
-    trainer = Trainer(_wrap_ddp(model, device), TargetUnits.of(data), data.lags, lr=args.lr, device=device,
-                      progress=False, reduce=_all_reduce_sum)
+                        edge_index=data.edge_index, edge_weight=data.edge_weight,
+                        **model_size_options(args)).to(device)
+    fit_model(model, job.stats)
+    # A model without trainable parameters (a baseline) has no gradients to all-reduce: DDP refuses it.
+    wrapped = _wrap_ddp(model, device) if any(p.requires_grad for p in model.parameters()) else model
+    trainer = Trainer(wrapped, TargetUnits.of(data), data.lags, device=device, progress=False,
+                      reduce=_all_reduce_sum, **trainer_options(args))
     start_epoch, history = 0, []
     if job.resume:  # the client has checked it against this run's data and model
         start_epoch, history = read_checkpoint(job.resume).restore(trainer)
@@ -159,14 +172,16 @@ def _train(job: RankJob, slot: Slot, device: torch.device, client, monitor: Memo
         history = fit(trainer, plan, epochs=args.epochs, start_epoch=start_epoch, history=history,
                       annotate=lambda row: {"max_process_mem": monitor.peak_process_mb}, on_epoch=on_epoch,
                       checkpoint=run_dir / CHECKPOINT if rank == 0 else None,
-                      fingerprint=fingerprint(data, args.model), log=log)
+                      fingerprint=fingerprint(data, args.model), log=log, patience=args.patience)
     finally:
         if epochs_csv is not None:
             epochs_csv.close()
     training = time.perf_counter() - t1
 
     monitor.set_phase("evaluation")
-    test = trainer.evaluate(plan.batches("test", 0), plan.num_batches("test"), "test").report("test_")
+    trainer.use_best()  # every rank kept the same best epoch: the validation MAE is all-reduced
+    test = metric_columns(trainer.evaluate_with(baseline_models(data, job.stats, device), plan.batches("test", 0),
+                                                plan.num_batches("test"), "test"))
     dist.barrier()
     transfers.append({"phase": "evaluation", "epoch": None, "bytes": sent.take()})
     return {
@@ -180,6 +195,7 @@ def _train(job: RankJob, slot: Slot, device: torch.device, client, monitor: Memo
         "training": training,
         "history": history if rank == 0 else None,
         "test": test,
+        "best_epoch": trainer.best_epoch,
         "transfers": transfers,
         "batches": {s: plan.num_batches(s) for s in SPLITS},
         "parameters": _parameter_digest(model),

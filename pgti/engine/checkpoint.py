@@ -8,11 +8,16 @@ the file and what differs.
 
 Layout (``FORMAT``, version ``VERSION``)::
 
-    {"format": "pgti-checkpoint", "version": 1,
+    {"format": "pgti-checkpoint", "version": 2,
      "fingerprint": {"dataset", "model", "num_nodes", "num_features", "lags", "features",
                      "graph", "split"},
      "epoch": last finished epoch, "history": [per-epoch rows as in per_epoch_stats.csv],
-     "rng": torch CPU RNG state (uint8 tensor), "model": state_dict, "optimizer": state_dict}
+     "rng": torch CPU RNG state (uint8 tensor), "model": state_dict (the last epoch's weights),
+     "optimizer": state_dict ({} for a model without parameters),
+     "scheduler": MultiStepLR state with its milestones as a plain dict, or None (no decay),
+     "best": {"epoch", "v_mae", "model": state_dict} (lowest validation MAE so far) or None}
+
+Version 2 added "scheduler" and "best"; a version-1 file is refused with that said.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from pgti.observability.outputs import write_atomic
 
 CHECKPOINT = "checkpoint.pt"
 FORMAT = "pgti-checkpoint"
-VERSION = 1
+VERSION = 2
 
 # What a checkpoint that is not ours, or is damaged, makes torch.load raise.
 _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile,
@@ -95,7 +100,8 @@ class Checkpoint:
             raise InputError(f"checkpoint {self.path} was made by a different run ({detail})")
 
     def restore(self, trainer) -> tuple[int, list[dict]]:
-        """Load weights, optimiser and RNG into ``trainer``; return (next epoch, history)."""
+        """Load weights, optimiser, schedule, best weights and RNG into ``trainer``; return
+        (next epoch, history)."""
         try:
             trainer.load_state_dict(self.state)
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as exc:
@@ -134,6 +140,24 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return Checkpoint(path, state)
 
 
+def _plain(value: Any) -> bool:
+    """Numbers, strings, None, and lists and dicts of them."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _plain(v) for k, v in value.items())
+    return False
+
+
+def _weights(state_dict: dict) -> bool:
+    """A module's state: tensors, and plain data under its ``_extra_state`` keys (a model's
+    counters, such as DCRNN's batches seen for scheduled sampling)."""
+    return all(isinstance(v, torch.Tensor) or (str(k).endswith("_extra_state") and _plain(v))
+               for k, v in state_dict.items())
+
+
 def _check_layout(path: Path, state: Any) -> None:
     def bad(what: str) -> InputError:
         return InputError(f"{path} is not a pgti checkpoint: {what}")
@@ -152,5 +176,21 @@ def _check_layout(path: Path, state: Any) -> None:
         raise bad("history rows are not dicts")
     if state["rng"].dtype != torch.uint8 or state["rng"].dim() != 1:
         raise bad("'rng' is not a CPU RNG state")
-    if not all(isinstance(v, torch.Tensor) for v in state["model"].values()):
+    if not _weights(state["model"]):
         raise bad("'model' holds values that are not tensors")
+    for key in ("scheduler", "best"):
+        if key not in state or not (state[key] is None or isinstance(state[key], dict)):
+            raise bad(f"{key!r} is missing or neither a dict nor None")
+    scheduler = state["scheduler"]
+    if scheduler is not None and not (isinstance(scheduler.get("milestones"), dict)
+                                      and isinstance(scheduler.get("last_epoch"), int)):
+        raise bad("'scheduler' is not a learning-rate schedule's state")
+    best = state["best"]
+    if best is not None:
+        if not (isinstance(best.get("epoch"), int) and not isinstance(best.get("epoch"), bool)
+                and 0 <= best["epoch"] <= state["epoch"]):
+            raise bad(f"'best' epoch {best.get('epoch')!r} is not one of the epochs done")
+        if not isinstance(best.get("v_mae"), float):
+            raise bad("'best' has no validation MAE")
+        if not isinstance(best.get("model"), dict) or not _weights(best["model"]):
+            raise bad("'best' weights are missing or hold values that are not tensors")

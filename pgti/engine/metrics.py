@@ -11,7 +11,9 @@ import math
 
 import torch
 
-HORIZONS = (3, 6, 12)  # steps ahead; 15/30/60 minutes at 5-minute steps
+from pgti.observability.outputs import HORIZONS  # steps ahead; 15/30/60 minutes at 5-minute steps
+
+__all__ = ["HORIZONS", "MetricSums", "TargetUnits", "masked_mae"]
 
 
 class TargetUnits:

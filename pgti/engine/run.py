@@ -24,18 +24,20 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from pgti.cli_util import ArgumentParser, add_bool_flag, positive_float, positive_int, run_cli, seed
+from pgti.cli_util import ArgumentParser, add_bool_flag, positive_float, positive_int, ratio, run_cli, seed
 from pgti.data.loader import check_device, prepare
 from pgti.data.storage import MODES
 from pgti.data.windows import DEFAULT_RATIOS, validate_ratios
 from pgti.datasets.registry import DATASETS, get_spec
 from pgti.engine.checkpoint import CHECKPOINT, Checkpoint, fingerprint, read_checkpoint
-from pgti.engine.metrics import TargetUnits
+from pgti.engine.metrics import MetricSums, TargetUnits
 from pgti.engine.trainer import SplitBatches, Trainer, fit
 from pgti.errors import InputError
 from pgti.nn import DEFAULT_MODEL, MODELS, build_model
+from pgti.nn.baselines import HistoricalAverage, LastValue, TrainingStatistics, training_statistics
 from pgti.observability.monitor import MemoryMonitor
 from pgti.observability.outputs import (
+    BASELINES,
     CONFIG_FILE,
     EPOCH_COLUMNS,
     EPOCHS_FILE,
@@ -84,6 +86,19 @@ def build_parser(dataset: str | None, *, prog: str | None = None, modes: Sequenc
     p.add_argument("--max-batches", type=positive_int, default=None,
                    help="cap on batches per epoch and per evaluation (smoke runs, benchmarks)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr-decay-epochs", type=positive_int, nargs="+", default=None, metavar="EPOCH",
+                   help="multiply the learning rate by --lr-decay-factor from each of these epochs on, "
+                        "counted from 0 as in per_epoch_stats.csv (MultiStepLR; DCRNN: 20 30 40 50)")
+    p.add_argument("--lr-decay-factor", type=ratio, default=0.1,
+                   help="factor of each learning-rate decay, in (0, 1] (DCRNN: 0.1)")
+    p.add_argument("--clip-grad-norm", type=positive_float, default=None, metavar="NORM",
+                   help="clip the gradients' global norm to NORM before each step (DCRNN: 5)")
+    p.add_argument("--patience", type=positive_int, default=None, metavar="N",
+                   help="stop early when the validation MAE has not improved for N epochs")
+    p.add_argument("--hidden", type=positive_int, default=None, metavar="N",
+                   help="hidden units per layer, for models that take it (passed only when given)")
+    p.add_argument("--layers", type=positive_int, default=None, metavar="N",
+                   help="recurrent layers, for models that take it (passed only when given)")
     p.add_argument("--split", type=positive_float, nargs=3, default=list(DEFAULT_RATIOS),
                    metavar=("TRAIN", "VAL", "TEST"), help="train/val/test ratios of the window starts")
     add_bool_flag(p, "--day-of-week", help="add a day-of-week channel (traffic datasets)")
@@ -102,6 +117,58 @@ def validate_args(args: argparse.Namespace) -> None:
     check_device(args.gpu)
     if args.overwrite and args.resume:
         raise InputError("--overwrite and --resume contradict each other: continue the run or replace it")
+
+
+def model_size_options(args: argparse.Namespace) -> dict:
+    """The model's size options given on the command line (``--hidden``, ``--layers``); a model
+    that does not take one refuses it in one line (``build_model``)."""
+    return {name: getattr(args, name) for name in ("hidden", "layers") if getattr(args, name, None) is not None}
+
+
+def trainer_options(args: argparse.Namespace) -> dict:
+    """The training recipe's options for :class:`Trainer`."""
+    return {"lr": args.lr, "lr_decay_epochs": args.lr_decay_epochs, "lr_decay_factor": args.lr_decay_factor,
+            "clip_grad_norm": args.clip_grad_norm}
+
+
+def fit_model(model: torch.nn.Module, stats: TrainingStatistics) -> torch.nn.Module:
+    """Give a model that learns from the training statistics (a baseline) its ``fit`` call."""
+    fit_hook = getattr(model, "fit", None)
+    if callable(fit_hook):
+        fit_hook(stats)
+    return model
+
+
+def baseline_models(data, stats: TrainingStatistics, device) -> dict[str, torch.nn.Module]:
+    """The baselines every run is evaluated with, named as in stats.csv's column suffixes."""
+    graph = dict(num_nodes=data.num_nodes, num_features=data.num_features, edge_index=data.edge_index,
+                 edge_weight=data.edge_weight)
+    return {"last_value": LastValue(**graph).to(device).fit(stats),
+            "historical_average": HistoricalAverage(**graph).to(device).fit(stats)}
+
+
+def metric_columns(sums: dict[str, MetricSums]) -> dict:
+    """stats.csv's test columns: the model's, each baseline's (``..._last_value``, ...), and the
+    skill per horizon (1 - model MAE / last-value MAE)."""
+    model = sums["model"].report("test_")
+    out = dict(model)
+    for name in BASELINES:
+        report = sums[name].report("test_")
+        out[f"test_mae_{name}"] = report["test_mae"]
+        for h in sums[name].horizons:
+            for metric in ("mae", "rmse", "mape"):
+                out[f"test_{metric}_h{h}_{name}"] = report[f"test_{metric}_h{h}"]
+    for h in sums["model"].horizons:
+        naive = out[f"test_mae_h{h}_last_value"]
+        ok = naive == naive and naive > 0
+        out[f"test_skill_h{h}"] = 1.0 - model[f"test_mae_h{h}"] / naive if ok else None
+    return out
+
+
+def summary_line(test: dict) -> str:
+    """``test MAE 3.41 (last-value 3.52, historical-average 5.30)``."""
+    return (f"test MAE {test['test_mae']:.4f} (last-value {test['test_mae_last_value']:.4f}, "
+            f"historical-average {test['test_mae_historical_average']:.4f})")
 
 
 def seed_everything(seed: int) -> None:
@@ -202,7 +269,8 @@ def open_run(args: argparse.Namespace, dataset: str, *, label: str | None = None
 
 
 def stats_row(run: Run, history: list[dict], test: dict, monitor, *,
-              preprocessing: float, training: float, world_size: int = 1, mode: str | None = None) -> dict:
+              preprocessing: float, training: float, world_size: int = 1, mode: str | None = None,
+              best_epoch: int | None = None) -> dict:
     args = run.args
     return {
         "preprocessing": preprocessing,
@@ -217,10 +285,11 @@ def stats_row(run: Run, history: list[dict], test: dict, monitor, *,
         "mode": mode or args.mode,
         "gpu": bool(args.gpu),
         "model": args.model,
-        "epochs": args.epochs,
+        "epochs": len(history),
         "batch_size": args.batch_size,
         "seed": args.seed,
         "world_size": world_size,
+        "best_epoch": best_epoch,
         **test,
     }
 
@@ -235,11 +304,14 @@ def train_single(args: argparse.Namespace, dataset: str) -> Path:
             data = prepare(dataset, args.data_dir, args.mode, gpu=args.gpu, ratios=args.split,
                            day_of_week=args.day_of_week)
             data.check_batch_size(args.batch_size)
+            stats = training_statistics(data)
             preprocessing = time.perf_counter() - t0
             model = build_model(args.model, num_nodes=data.num_nodes, num_features=data.num_features,
-                                edge_index=data.edge_index, edge_weight=data.edge_weight).to(data.device)
-            trainer = Trainer(model, TargetUnits.of(data), data.lags, lr=args.lr, device=data.device,
-                              progress=progress)
+                                edge_index=data.edge_index, edge_weight=data.edge_weight,
+                                **model_size_options(args)).to(data.device)
+            fit_model(model, stats)
+            trainer = Trainer(model, TargetUnits.of(data), data.lags, device=data.device, progress=progress,
+                              **trainer_options(args))
             plan = SplitBatches(data, args.batch_size, args.seed, args.max_batches)
             data_fingerprint = fingerprint(data, args.model)
             run.begin(data_fingerprint, trainer)
@@ -251,16 +323,20 @@ def train_single(args: argparse.Namespace, dataset: str) -> Path:
                     trainer, plan, epochs=args.epochs, start_epoch=run.start_epoch, history=run.history,
                     annotate=lambda row: {"max_process_mem": monitor.peak_process_mb},
                     on_epoch=epochs_csv.append, checkpoint=run.path(CHECKPOINT), fingerprint=data_fingerprint,
+                    patience=args.patience,
                 )
             training = time.perf_counter() - t1
 
             monitor.set_phase("evaluation")
-            test = trainer.evaluate(plan.batches("test", 0), plan.num_batches("test"), "test").report("test_")
+            trainer.use_best()
+            test = metric_columns(trainer.evaluate_with(baseline_models(data, stats, data.device),
+                                                        plan.batches("test", 0), plan.num_batches("test"), "test"))
             data.close()
-        write_stats(run.path(STATS_FILE), stats_row(run, history, test, monitor,
-                                                     preprocessing=preprocessing, training=training))
+        write_stats(run.path(STATS_FILE), stats_row(run, history, test, monitor, preprocessing=preprocessing,
+                                                     training=training, best_epoch=trainer.best_epoch))
         print(
-            f"{dataset} {args.mode}{'-gpu' if args.gpu else ''}: test MAE {test['test_mae']:.4f}, "
+            f"{dataset} {args.mode}{'-gpu' if args.gpu else ''}: {summary_line(test)} "
+            f"(best epoch {'-' if trainer.best_epoch is None else trainer.best_epoch + 1} of {len(history)}), "
             f"peak process memory {monitor.peak_process_mb:.0f} MB, total "
             f"{time.perf_counter() - run.t_start:.1f} s -> {run.run_dir}"
         )

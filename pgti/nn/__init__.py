@@ -2,18 +2,23 @@
 
 - ``pgt-dcrnn`` (default): PGT's ``BatchedDCRNN`` F -> F, K = 3, as the PGT-I paper runs it.
 - ``dcrnn-cell``: the same one-cell architecture on a fast, weighted dual random walk.
-- ``dcrnn``: the published DCRNN encoder-decoder (2 x 64 DCGRU layers, scheduled sampling).
+- ``dcrnn-cell-s2s``: a DCGRU encoder over the whole window and a decoder for the L horizons,
+  so every horizon sees every input; the model to use for forecasting at ``dcrnn-cell``'s cost.
+- ``dcrnn``: the published DCRNN encoder-decoder (2 x 64 DCGRU layers, scheduled sampling;
+  ``hidden``/``layers`` options for smaller ones).
 """
 
 from pgti.nn.dcrnn import DCRNN, DCGRUCell, DCRNNCell
 from pgti.nn.diffusion import DualRandomWalkDiffusion, check_graph, dual_random_walk
 from pgti.nn.pgt import PGTDCRNN
 from pgti.nn.registry import DEFAULT_MODEL, MODELS, build_model, model_options
+from pgti.nn.s2s import DCRNNCellS2S
 
 __all__ = [
     "DCRNN",
     "DCGRUCell",
     "DCRNNCell",
+    "DCRNNCellS2S",
     "DEFAULT_MODEL",
     "DualRandomWalkDiffusion",
     "MODELS",

@@ -3,7 +3,9 @@
 - ``DCGRUCell``: DCRNN's diffusion-convolutional GRU cell.
 - ``DCRNNCell`` (``--model dcrnn-cell``): one F -> F cell whose hidden state at each step is the
   prediction, the architecture of PGT's ``BatchedDCRNN`` as used in the PGT-I paper.
-- ``DCRNN`` (``--model dcrnn``): the published encoder-decoder with scheduled sampling.
+- ``DCRNN`` (``--model dcrnn``): the published encoder-decoder with scheduled sampling, whose
+  diffusion convolutions recompute their terms in the backward pass rather than store them.
+- ``dcrnn-cell-s2s`` (``pgti.nn.s2s``) reuses ``DCGRUCell`` as an encoder.
 
 Layout: inside the models every signal is node-major, ``(N, channels, [time,] batch)`` and
 contiguous, so the diffusion is a sparse product on an ``(N, everything else)`` view and the
@@ -17,6 +19,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from pgti.nn.diffusion import DualRandomWalkDiffusion
 
@@ -41,17 +44,57 @@ class _NodeBatchedProduct(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         weight, x = ctx.saved_tensors
         grad = grad.contiguous()
-        n, out, batch = grad.shape
-        k = x.size(1)
+        n = grad.size(0)
         grad_weight = grad_x = None
         if ctx.needs_input_grad[0]:
-            if out * k <= (out + k) * batch:
-                grad_weight = torch.bmm(grad, x.transpose(1, 2)).sum(0)
-            else:
-                grad_weight = torch.tensordot(grad, x, dims=([0, 2], [0, 2]))
+            grad_weight = _weight_gradient(grad, x)
         if ctx.needs_input_grad[1]:
             grad_x = torch.bmm(weight.t().expand(n, -1, -1), grad)
         return grad_weight, grad_x
+
+
+def _weight_gradient(grad: Tensor, x: Tensor) -> Tensor:
+    """``sum_n grad[n] x[n]^T`` for ``grad`` (N, O, B), ``x`` (N, K, B): see ``_NodeBatchedProduct``."""
+    out, k, batch = grad.size(1), x.size(1), grad.size(2)
+    if out * k <= (out + k) * batch:
+        return torch.bmm(grad, x.transpose(1, 2)).sum(0)
+    return torch.tensordot(grad, x, dims=([0, 2], [0, 2]))
+
+
+class _DiffusionConvolution(torch.autograd.Function):
+    """``W @ terms(x)`` per node, saving ``x`` rather than its diffusion terms.
+
+    The same result as ``_NodeBatchedProduct.apply(W, diffusion(x))``, with a backward that
+    recomputes the terms (``K - 1`` sparse products, a small share of the step) instead of
+    keeping them: for the published DCRNN (5 terms) the saved tensor per convolution is 5x
+    smaller, and the convolutions' terms were most of the activation memory. The gradient of
+    ``x`` is the diffusion's adjoint applied to ``W^T grad`` (``DualRandomWalkDiffusion.adjoint``).
+    """
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, x: Tensor, diffusion: DualRandomWalkDiffusion, matrices):
+        ctx.diffusion, ctx.matrices = diffusion, matrices
+        ctx.save_for_backward(weight, x)
+        n = x.size(0)
+        terms = diffusion(x, matrices).reshape(n, weight.size(1), -1)
+        return torch.bmm(weight.expand(n, -1, -1), terms)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        weight, x = ctx.saved_tensors
+        grad = grad.contiguous()
+        n = grad.size(0)
+        diffusion, matrices = ctx.diffusion, ctx.matrices
+        grad_weight = grad_x = None
+        if ctx.needs_input_grad[0]:
+            terms = diffusion(x, matrices).reshape(n, weight.size(1), -1)
+            grad_weight = _weight_gradient(grad, terms)
+            del terms
+        if ctx.needs_input_grad[1]:
+            grad_terms = torch.bmm(weight.t().expand(n, -1, -1), grad)  # (N, M * C, cols)
+            grad_terms = grad_terms.view(n, diffusion.num_terms, *x.shape[1:])
+            grad_x = diffusion.adjoint(grad_terms, matrices)
+        return grad_weight, grad_x, None, None
 
 
 def _check_input(x: Tensor, num_nodes: int, num_features: int) -> None:
@@ -77,13 +120,21 @@ class DCGRUCell(nn.Module):
     diffuses only ``h`` and ``r * h``. Weights are ``(out, terms * in)`` like ``nn.Linear``,
     Xavier-uniform over the full ``(terms * (input + hidden))`` fan-in; gate biases start at 1
     and the candidate's at 0, as in DCRNN's reference code.
+
+    ``recompute_diffusion``: keep only each convolution's input for the backward pass and
+    recompute its diffusion terms there (``_DiffusionConvolution``) instead of storing the
+    ``num_terms`` times larger terms. Same outputs and gradients; less memory, a little more
+    sparse work.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, diffusion: DualRandomWalkDiffusion):
+    def __init__(self, input_size: int, hidden_size: int, diffusion: DualRandomWalkDiffusion,
+                 recompute_diffusion: bool = False, checkpoint_steps: bool = False):
         super().__init__()
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.diffusion = diffusion
+        self.recompute_diffusion = bool(recompute_diffusion)
+        self.checkpoint_steps = bool(checkpoint_steps)
         m, h = diffusion.num_terms, hidden_size
         self.weight_x = nn.Parameter(torch.empty(3 * h, m * input_size))  # rows [r | u | c]
         self.weight_h_gates = nn.Parameter(torch.empty(2 * h, m * h))  # rows [r | u]
@@ -106,9 +157,12 @@ class DCGRUCell(nn.Module):
 
     def _convolve(self, x: Tensor, weight: Tensor, matrices) -> Tensor:
         """``sum_m W_m (term_m of x)`` for ``x`` (N, C, *rest) -> (N, out, *rest)."""
-        terms = self.diffusion(x, matrices)  # (N, M, C, *rest)
         n = x.size(0)
-        out = _NodeBatchedProduct.apply(weight, terms.reshape(n, weight.size(1), -1))
+        if self.recompute_diffusion:
+            out = _DiffusionConvolution.apply(weight, x, self.diffusion, matrices)
+        else:
+            terms = self.diffusion(x, matrices)  # (N, M, C, *rest)
+            out = _NodeBatchedProduct.apply(weight, terms.reshape(n, weight.size(1), -1))
         return out.view(n, weight.size(0), *x.shape[2:])
 
     def project_inputs(self, x: Tensor, matrices=None) -> Tensor:
@@ -120,6 +174,11 @@ class DCGRUCell(nn.Module):
 
     def step(self, projected_x: Tensor, h: Tensor, matrices=None) -> Tensor:
         """One step from ``projected_x`` (N, 3H, B) (``project_inputs`` at one t), ``h`` (N, H, B)."""
+        if self.checkpoint_steps and torch.is_grad_enabled():
+            return checkpoint(self._step, projected_x, h, matrices, use_reentrant=False)
+        return self._step(projected_x, h, matrices)
+
+    def _step(self, projected_x: Tensor, h: Tensor, matrices) -> Tensor:
         hs = self.hidden_size
         gates = projected_x[:, : 2 * hs] + self._convolve(h, self.weight_h_gates, matrices)
         r, u = torch.sigmoid(gates).chunk(2, dim=1)
@@ -191,11 +250,21 @@ class DCRNN(nn.Module):
     step with probability ``k / (k + exp(i / k))``, ``k = cl_decay_steps``, ``i`` the number of
     training forwards so far (kept in ``state_dict`` as extra state). Off, or in eval mode, the
     decoder always feeds back its own prediction.
+
+    Memory (``recompute_diffusion``, on by default): each diffusion convolution keeps only its
+    input for the backward pass and recomputes its ``1 + 2 (K - 1)`` diffusion terms there,
+    instead of storing them; the outputs and gradients are those of the stored computation
+    (``tests/test_models.py``). The tensors saved for the backward pass shrink about 3x and a
+    training step's peak RSS about halves, at 0.9-1.1x the step time (METR-LA, PeMS-Bay shapes:
+    RESULTS.md, ``scripts/bench_models.py --memory --before``). ``checkpoint_steps=True`` also
+    recomputes each cell step in the backward pass (``torch.utils.checkpoint``), keeping only
+    the states between steps: about a quarter less peak memory again, for ~40% more time.
     """
 
     def __init__(self, *, num_nodes: int, num_features: int, edge_index: Tensor,
                  edge_weight: Tensor | None, hidden: int = 64, layers: int = 2, K: int = 3,
-                 scheduled_sampling: bool = False, cl_decay_steps: int = 2000):
+                 scheduled_sampling: bool = False, cl_decay_steps: int = 2000,
+                 recompute_diffusion: bool = True, checkpoint_steps: bool = False):
         super().__init__()
         if hidden < 1 or layers < 1 or cl_decay_steps < 1:
             raise ValueError("hidden, layers and cl_decay_steps must be >= 1")
@@ -206,8 +275,11 @@ class DCRNN(nn.Module):
         self.batches_seen = 0
         self.diffusion = DualRandomWalkDiffusion(edge_index, edge_weight, num_nodes, K)
         sizes = [num_features] + [hidden] * (layers - 1)
-        self.encoder = nn.ModuleList(DCGRUCell(s, hidden, self.diffusion) for s in sizes)
-        self.decoder = nn.ModuleList(DCGRUCell(s, hidden, self.diffusion) for s in sizes)
+        self.encoder = nn.ModuleList(
+            DCGRUCell(s, hidden, self.diffusion, recompute_diffusion, checkpoint_steps) for s in sizes)
+        self.decoder = nn.ModuleList(
+            DCGRUCell(s, hidden, self.diffusion, recompute_diffusion, checkpoint_steps)
+            for s in sizes)
         self.projection = nn.Linear(hidden, num_features)
 
     def teacher_forcing_probability(self) -> float:

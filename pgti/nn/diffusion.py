@@ -211,5 +211,27 @@ class DualRandomWalkDiffusion(nn.Module):
             terms.append(power.view(n, 2, -1))
         return torch.cat(terms, dim=1).view(n, self.num_terms, *x.shape[1:])
 
+    def adjoint(self, grad_terms: Tensor, matrices: tuple[Tensor, ...] | None = None) -> Tensor:
+        """The transpose of ``forward``: ``grad_terms`` ``(N, num_terms, *rest)`` -> ``(N, *rest)``.
+
+        ``sum_m D_m^T g_m`` over the terms' operators ``D_m`` (``I``, ``P_d^k``), evaluated by
+        Horner's rule from the highest power down, with the precomputed transposes: the same
+        ``K - 1`` sparse products as ``forward``. This is what autograd computes for the
+        backward of ``forward``; ``pgti.nn.dcrnn`` calls it to recompute instead of storing.
+        """
+        n = self.num_nodes
+        if grad_terms.size(0) != n or grad_terms.size(1) != self.num_terms:
+            raise ValueError(f"expected ({n}, {self.num_terms}, ...), got {tuple(grad_terms.shape)}")
+        rest = grad_terms.shape[2:]
+        flat = grad_terms.reshape(n, self.num_terms, -1)
+        if self.K == 1:
+            return flat[:, 0].reshape(n, *rest)
+        _, first_t, _, step_t = self.matrices() if matrices is None else matrices
+        # term 2k-1 and 2k (k >= 1) are rows (n, d) of the k-th power: one (2N, cols) block
+        acc = flat[:, 2 * self.K - 3 :].reshape(2 * n, -1)
+        for k in range(self.K - 2, 0, -1):
+            acc = step_t @ acc + flat[:, 2 * k - 1 : 2 * k + 1].reshape(2 * n, -1)
+        return (flat[:, 0] + first_t @ acc).reshape(n, *rest)
+
     def extra_repr(self) -> str:
         return f"num_nodes={self.num_nodes}, K={self.K}, nnz={self.first_values.numel()}"

@@ -8,13 +8,18 @@ from typing import Callable
 from torch import Tensor, nn
 
 from pgti.errors import InputError
+from pgti.nn.baselines import HistoricalAverage, LastValue
 from pgti.nn.dcrnn import DCRNN, DCRNNCell
 from pgti.nn.pgt import PGTDCRNN
+from pgti.nn.s2s import DCRNNCellS2S
 
 _CONSTRUCTORS: dict[str, Callable[..., nn.Module]] = {
     "pgt-dcrnn": PGTDCRNN,  # default: the paper's configuration
     "dcrnn-cell": DCRNNCell,
+    "dcrnn-cell-s2s": DCRNNCellS2S,  # for forecasting: every horizon sees the whole window
     "dcrnn": DCRNN,
+    "last-value": LastValue,  # baselines: no parameters; fit(training_statistics(data)) first
+    "historical-average": HistoricalAverage,
 }
 MODELS: tuple[str, ...] = tuple(_CONSTRUCTORS)
 DEFAULT_MODEL = "pgt-dcrnn"

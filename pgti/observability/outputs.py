@@ -35,6 +35,11 @@ CONFIG_FILE = "config.json"
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f"  # written to milliseconds; pandas parses it as-is
 
+HORIZONS = (3, 6, 12)
+"""Reported horizons in steps (15/30/60 minutes at 5-minute steps); a run reports those <= L."""
+BASELINES = ("last_value", "historical_average")
+"""Naive forecasts every run is evaluated with (pgti.nn.baselines), as named in column suffixes."""
+
 ARTIFACT_STATS_COLUMNS = (
     "preprocessing", "training", "total",
     "t_mae", "v_mae",
@@ -49,8 +54,16 @@ STATS_COLUMNS = ARTIFACT_STATS_COLUMNS + (
     "test_mae_h12", "test_rmse_h12", "test_mape_h12",
     "t_mae_all_channels", "v_mae_all_channels",
     "world_size",
+    "best_epoch",
+    "test_mae_last_value", "test_mae_historical_average",
+    *(f"test_{metric}_h{h}_{baseline}" for baseline in BASELINES for h in HORIZONS
+      for metric in ("mae", "rmse", "mape")),
+    *(f"test_skill_h{h}" for h in HORIZONS),
 )  # fmt: skip
-"""Columns of the one-row ``stats.csv``: the artifact's nine first, in its order, then ours."""
+"""Columns of the one-row ``stats.csv``: the artifact's nine first, in its order, then ours.
+The test metrics are those of the weights of ``best_epoch`` (lowest validation MAE); the
+baselines' columns are named ``..._last_value`` and ``..._historical_average``, and
+``test_skill_h{h}`` = 1 - model MAE / last-value MAE at horizon h."""
 
 EPOCH_COLUMNS = (
     "epoch", "runtime", "t_mae", "v_mae", "t_mae_all_channels", "v_mae_all_channels",
