@@ -13,7 +13,6 @@ Formats (see README "Datasets"):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -21,6 +20,7 @@ from typing import Protocol
 import h5py
 import numpy as np
 
+from pgti.datasets import json_fields
 from pgti.datasets.registry import DatasetSpec, get_spec, resolve_files
 from pgti.datasets.safe_pickle import load_untrusted_pickle
 from pgti.errors import InputError
@@ -122,74 +122,9 @@ def load_raw(name: str, data_dir: str | Path = "data") -> RawDataset:
 # --- JSON formats ---------------------------------------------------------------------------
 
 
-def _load_json(path: Path, keys: tuple[str, ...]) -> dict:
-    try:
-        with open(path, "rb") as f:
-            obj = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path} is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InputError(f"{path} is not valid JSON: nested too deeply") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not isinstance(obj, dict) or any(k not in obj for k in keys):
-        found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-        raise InputError(f"{path} must be a JSON object with keys {list(keys)}; found {found}")
-    return obj
-
-
-def _numbers(path: Path, key: str, value, dtype, ndim: int) -> np.ndarray:
-    """``value`` as an ``ndim``-D array of JSON numbers (no strings, booleans, nulls or ragged
-    rows), converted to ``dtype``; integer dtypes accept only integral values."""
-    what = {1: "list of numbers", 2: "matrix of numbers"}[ndim]
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError):  # ragged
-        raise InputError(f"{path}: {key!r} must be a {what} with rows of equal length") from None
-    if arr.dtype.kind not in "iuf" or arr.ndim != ndim:
-        kind = {"b": "booleans", "U": "strings", "S": "strings", "O": "mixed types, nulls or ragged rows"}.get(
-            arr.dtype.kind, str(arr.dtype))
-        shape = f"shape {arr.shape}" if arr.dtype.kind in "iuf" else kind
-        raise InputError(f"{path}: {key!r} must be a {what}; found {shape}")
-    if arr.size == 0:
-        raise InputError(f"{path}: {key!r} is empty (shape {arr.shape})")
-    if np.dtype(dtype).kind in "iu":
-        if arr.dtype.kind == "f" and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
-            raise InputError(f"{path}: {key!r} must hold whole numbers")
-        if np.abs(arr).max() > np.iinfo(np.int64).max // 2:
-            raise InputError(f"{path}: {key!r} holds numbers too large for indices")
-    return arr.astype(dtype)
-
-
-def _matrix(path: Path, key: str, value, dtype) -> np.ndarray:
-    return _numbers(path, key, value, dtype, 2)
-
-
-def _weights(path: Path, key: str, value, count: int) -> np.ndarray:
-    """E finite edge weights, one per edge."""
-    w = _numbers(path, key, value, np.float64, 1)
-    if w.shape[0] != count:
-        raise InputError(f"{path}: {w.shape[0]} {key!r} for {count} edges")
-    if not np.isfinite(w).all():
-        raise InputError(f"{path}: {key!r} holds NaN or infinite weights")
-    return w.astype(np.float32)
-
-
-def _edges(path: Path, edges, num_nodes: int) -> np.ndarray:
-    e = _matrix(path, "edges", edges, np.int64)
-    if e.shape[1] != 2:
-        raise InputError(f"{path}: 'edges' must be E x 2 pairs, got shape {e.shape}")
-    if e.size and (e.min() < 0 or e.max() >= num_nodes):
-        raise InputError(
-            f"{path}: edge endpoints must be node indices in [0, {num_nodes}), "
-            f"found {e.min()}..{e.max()}"
-        )
-    return np.ascontiguousarray(e.T)
-
-
 def _read_chickenpox(spec: DatasetSpec, path: Path) -> RawDataset:
-    obj = _load_json(path, ("edges", "node_ids", "FX"))
-    values = _matrix(path, "FX", obj["FX"], np.float64)
+    obj = json_fields.load_object(path, ("edges", "node_ids", "FX"))
+    values = json_fields.series(path, "'FX'", obj["FX"])
     num_nodes = values.shape[1]
     ids = obj["node_ids"]
     if not isinstance(ids, dict) or not all(type(v) is int for v in ids.values()):
@@ -200,17 +135,17 @@ def _read_chickenpox(spec: DatasetSpec, path: Path) -> RawDataset:
             f"found {len(ids)} names with indices {sorted(set(ids.values()))[:5]}..."
         )
     node_ids = [name for name, _ in sorted(ids.items(), key=lambda kv: kv[1])]
-    edge_index = _edges(path, obj["edges"], num_nodes)
+    edge_index = json_fields.edge_pairs(path, "'edges'", obj["edges"], num_nodes)
     weights = np.ones(edge_index.shape[1], dtype=np.float32)
     return RawDataset(spec, (path,), node_ids, edge_index, weights, None, ArrayRows(values, str(path)))
 
 
 def _read_windmill(spec: DatasetSpec, path: Path) -> RawDataset:
-    obj = _load_json(path, ("block", "edges", "weights"))
-    values = _matrix(path, "block", obj["block"], np.float64)
+    obj = json_fields.load_object(path, ("block", "edges", "weights"))
+    values = json_fields.series(path, "'block'", obj["block"])
     num_nodes = values.shape[1]
-    edge_index = _edges(path, obj["edges"], num_nodes)
-    weights = _weights(path, "weights", obj["weights"], edge_index.shape[1])
+    edge_index = json_fields.edge_pairs(path, "'edges'", obj["edges"], num_nodes)
+    weights = json_fields.weights(path, "'weights'", obj["weights"], edge_index.shape[1], "'edges'").astype(np.float32)
     node_ids = [str(i) for i in range(num_nodes)]
     return RawDataset(spec, (path,), node_ids, edge_index, weights, None, ArrayRows(values, str(path)))
 

@@ -31,6 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from pgti.datasets import json_fields
 from pgti.datasets.formats import ArrayRows, RawDataset
 from pgti.datasets.registry import DatasetSpec
 from pgti.errors import InputError
@@ -43,136 +44,6 @@ ENGLAND_COVID_FORMAT = "england-covid-json"
 def read(spec: DatasetSpec, path: Path) -> RawDataset:
     """Read ``path`` in ``spec.format``, one of :data:`READERS`."""
     return READERS[spec.format](spec, Path(path))
-
-
-# --- validation -----------------------------------------------------------------------------------
-
-
-_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
-               float: "a number"}
-
-
-def _found(value) -> str:
-    """A JSON value as a message names it: its JSON type, and the value itself if a scalar."""
-    if value is None:
-        return "null"
-    name = _JSON_TYPES.get(type(value), type(value).__name__)
-    return name if isinstance(value, (dict, list)) else f"{name} {_show(value)}"
-
-
-def _show(value) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _load_object(path: Path, keys: Sequence[str]) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path} is not valid JSON: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
-    except RecursionError:
-        raise InputError(f"{path} is nested too deeply to be one of the dataset layouts") from None
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not isinstance(obj, dict):
-        raise InputError(f"{path} must be a JSON object with keys {list(keys)}; found {_found(obj)}")
-    missing = [k for k in keys if k not in obj]
-    if missing:
-        raise InputError(
-            f"{path} must be a JSON object with keys {list(keys)}; missing {missing}, found {sorted(obj)}"
-        )
-    return obj
-
-
-def _as_float(v) -> float:
-    try:
-        return float(v)
-    except OverflowError:  # an integer beyond float64
-        return math.inf
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _is_integer(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _first_not(rows: list, ok: Callable[[object], bool], nested: bool) -> tuple[str, object] | None:
-    """The first element (as '[i]' or '[i][j]', value) of a list (of lists, if ``nested``) failing ``ok``."""
-    for i, row in enumerate(rows):
-        if nested:
-            for j, v in enumerate(row):
-                if not ok(v):
-                    return f"[{i}][{j}]", v
-        elif not ok(row):
-            return f"[{i}]", row
-    return None
-
-
-def _array(path: Path, where: str, value, *, ndim: int, integer: bool = False, width: int | None = None) -> np.ndarray:
-    """``value`` as a float64 (or int64 when ``integer``) array of ``ndim`` dimensions, checked:
-    a list (of lists of equal length ``width`` if given), numbers only (integers only), finite."""
-    kind = "integers" if integer else "numbers"
-    shape = "a list" if ndim == 1 else "a list of lists"
-    if not isinstance(value, list):
-        raise InputError(f"{path}: {where} must be {shape} of {kind}, found {_found(value)}")
-    if ndim == 2:
-        for i, row in enumerate(value):
-            if not isinstance(row, list):
-                raise InputError(f"{path}: {where}[{i}] must be a list of {kind}, found {_found(row)}")
-        expected = width if width is not None else (len(value[0]) if value else 0)
-        for i, row in enumerate(value):
-            if len(row) != expected:
-                if width is not None:
-                    raise InputError(f"{path}: {where}[{i}] must have {width} values, found {len(row)}")
-                raise InputError(f"{path}: {where} is ragged: row {i} has {len(row)} values, row 0 has {expected}")
-    ok = _is_integer if integer else _is_number
-    bad = _first_not(value, ok, nested=ndim == 2)
-    if bad is not None:
-        at, v = bad
-        raise InputError(f"{path}: {where}{at} must be {'an integer' if integer else 'a number'}, "
-                         f"found {_found(v)}")
-    try:
-        arr = np.array(value, dtype=np.int64 if integer else np.float64)
-    except OverflowError:
-        raise InputError(f"{path}: {where} holds a number too large for {'int64' if integer else 'float64'}") from None
-    if ndim == 2 and arr.ndim == 1:  # an empty list of rows
-        arr = arr.reshape(0, width or 0)
-    if not integer and not np.isfinite(arr).all():
-        at = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
-        raise InputError(f"{path}: {where}{''.join(f'[{i}]' for i in at)} is {arr[at]}, not a finite number")
-    return arr
-
-
-def _series(path: Path, where: str, value) -> np.ndarray:
-    """A T x N matrix of numbers with T >= 1 and N >= 1."""
-    values = _array(path, where, value, ndim=2)
-    if values.shape[0] == 0 or values.shape[1] == 0:
-        raise InputError(f"{path}: {where} must be T x N with T, N >= 1, found shape {values.shape}")
-    return values
-
-
-def _edge_pairs(path: Path, where: str, value, num_nodes: int) -> np.ndarray:
-    """E x [i, j] node positions in [0, num_nodes), as (2, E) int64."""
-    edges = _array(path, where, value, ndim=2, integer=True, width=2)
-    if edges.size and (edges.min() < 0 or edges.max() >= num_nodes):
-        row = int(np.argwhere((edges < 0) | (edges >= num_nodes))[0][0])
-        raise InputError(
-            f"{path}: {where}[{row}] = {edges[row].tolist()} is not a pair of node indices in [0, {num_nodes})"
-        )
-    return np.ascontiguousarray(edges.T)
-
-
-def _weights(path: Path, where: str, value, num_edges: int, edges_where: str) -> np.ndarray:
-    weights = _array(path, where, value, ndim=1)
-    if len(weights) != num_edges:
-        raise InputError(f"{path}: {len(weights)} {where} for {num_edges} {edges_where}")
-    return weights
 
 
 def _raw(spec: DatasetSpec, path: Path, values: np.ndarray, edge_index: np.ndarray, edge_weight: np.ndarray,
@@ -192,14 +63,14 @@ def step_timestamps_ns(start: str, num_timesteps: int, step_seconds: int) -> np.
 
 
 def read_montevideo(spec: DatasetSpec, path: Path) -> RawDataset:
-    obj = _load_object(path, ("nodes", "links"))
+    obj = json_fields.load_object(path, ("nodes", "links"))
     directed = obj.get("directed", True)
     if not isinstance(directed, bool):
-        raise InputError(f"{path}: 'directed' must be true or false, found {_found(directed)}")
+        raise InputError(f"{path}: 'directed' must be true or false, found {json_fields.found(directed)}")
     nodes, links = obj["nodes"], obj["links"]
     for key, value in (("nodes", nodes), ("links", links)):
         if not isinstance(value, list):
-            raise InputError(f"{path}: {key!r} must be a list of objects, found {_found(value)}")
+            raise InputError(f"{path}: {key!r} must be a list of objects, found {json_fields.found(value)}")
     if not nodes:
         raise InputError(f"{path}: 'nodes' is empty")
 
@@ -208,20 +79,20 @@ def read_montevideo(spec: DatasetSpec, path: Path) -> RawDataset:
     for i, node in enumerate(nodes):
         where = f"nodes[{i}]"
         if not isinstance(node, dict):
-            raise InputError(f"{path}: {where} must be an object, found {_found(node)}")
+            raise InputError(f"{path}: {where} must be an object, found {json_fields.found(node)}")
         missing = [k for k in ("bus_stop", "y") if k not in node]
         if missing:
             raise InputError(f"{path}: {where} has no {' or '.join(map(repr, missing))} (found keys {sorted(node)})")
         stop = node["bus_stop"]
-        if not (_is_integer(stop) or isinstance(stop, str)):
+        if not (json_fields.is_integer(stop) or isinstance(stop, str)):
             raise InputError(f"{path}: {where}['bus_stop'] must be an integer or a string, "
-                             f"found {_found(stop)}")
+                             f"found {json_fields.found(stop)}")
         if stop in position:
-            raise InputError(f"{path}: bus_stop {_show(stop)} appears twice (nodes[{position[stop]}] and {where})")
+            raise InputError(f"{path}: bus_stop {json_fields.show(stop)} appears twice (nodes[{position[stop]}] and {where})")
         position[stop] = i
-        y = _array(path, f"{where}['y']", node["y"], ndim=1)
+        y = json_fields.array(path, f"{where}['y']", node["y"], ndim=1)
         if rows and len(y) != len(rows[0]):
-            raise InputError(f"{path}: the 'y' rows are ragged: {where} (bus_stop {_show(stop)}) has {len(y)} "
+            raise InputError(f"{path}: the 'y' rows are ragged: {where} (bus_stop {json_fields.show(stop)}) has {len(y)} "
                              f"values, nodes[0] has {len(rows[0])}")
         rows.append(y)
     if len(rows[0]) == 0:
@@ -232,18 +103,18 @@ def read_montevideo(spec: DatasetSpec, path: Path) -> RawDataset:
     for k, link in enumerate(links):
         where = f"links[{k}]"
         if not isinstance(link, dict):
-            raise InputError(f"{path}: {where} must be an object, found {_found(link)}")
+            raise InputError(f"{path}: {where} must be an object, found {json_fields.found(link)}")
         missing = [key for key in ("source", "target", "weight") if key not in link]
         if missing:
             raise InputError(f"{path}: {where} has no {' or '.join(map(repr, missing))} (found keys {sorted(link)})")
         for end, out in (("source", src), ("target", dst)):
             stop = link[end]
             if isinstance(stop, bool) or not isinstance(stop, (int, str)) or stop not in position:
-                raise InputError(f"{path}: {where}['{end}'] = {_show(stop)} is not the bus_stop of any node")
+                raise InputError(f"{path}: {where}['{end}'] = {json_fields.show(stop)} is not the bus_stop of any node")
             out.append(position[stop])
         w = link["weight"]
-        if not _is_number(w) or not math.isfinite(_as_float(w)):
-            raise InputError(f"{path}: {where}['weight'] must be a finite number, found {_found(w)}")
+        if not json_fields.is_number(w) or not math.isfinite(json_fields.as_float(w)):
+            raise InputError(f"{path}: {where}['weight'] must be a finite number, found {json_fields.found(w)}")
         weight.append(float(w))
     edge_index = np.array([src, dst], dtype=np.int64).reshape(2, -1)
     edge_weight = np.array(weight, dtype=np.float64)
@@ -280,10 +151,10 @@ def write_montevideo_json(
 
 
 def read_pedalme(spec: DatasetSpec, path: Path) -> RawDataset:
-    obj = _load_object(path, ("edges", "weights", "X"))
-    values = _series(path, "'X'", obj["X"])
-    edge_index = _edge_pairs(path, "'edges'", obj["edges"], values.shape[1])
-    weights = _weights(path, "'weights'", obj["weights"], edge_index.shape[1], "'edges'")
+    obj = json_fields.load_object(path, ("edges", "weights", "X"))
+    values = json_fields.series(path, "'X'", obj["X"])
+    edge_index = json_fields.edge_pairs(path, "'edges'", obj["edges"], values.shape[1])
+    weights = json_fields.weights(path, "'weights'", obj["weights"], edge_index.shape[1], "'edges'")
     return _raw(spec, path, values, edge_index, weights)
 
 
@@ -319,7 +190,7 @@ def _daily(path: Path, mapping: dict, key: str, num_days: int) -> dict:
     daily = mapping[key]
     if not isinstance(daily, dict):
         raise InputError(f"{path}: {where} must be an object keyed by day \"0\"..\"{num_days - 1}\", "
-                         f"found {_found(daily)}")
+                         f"found {json_fields.found(daily)}")
     expected = {str(t) for t in range(num_days)}
     missing = sorted(expected - set(daily), key=int)
     extra = sorted(set(daily) - expected)
@@ -331,17 +202,17 @@ def _daily(path: Path, mapping: dict, key: str, num_days: int) -> dict:
 
 
 def read_england_covid(spec: DatasetSpec, path: Path) -> RawDataset:
-    obj = _load_object(path, ("time_periods", "y", "edge_mapping"))
-    values = _series(path, "'y'", obj["y"])
+    obj = json_fields.load_object(path, ("time_periods", "y", "edge_mapping"))
+    values = json_fields.series(path, "'y'", obj["y"])
     num_days, num_nodes = values.shape
     periods = obj["time_periods"]
-    if not _is_integer(periods):
-        raise InputError(f"{path}: 'time_periods' must be an integer, found {_found(periods)}")
+    if not json_fields.is_integer(periods):
+        raise InputError(f"{path}: 'time_periods' must be an integer, found {json_fields.found(periods)}")
     if periods != num_days:
         raise InputError(f"{path}: 'time_periods' is {periods} but 'y' has {num_days} rows (days)")
     mapping = obj["edge_mapping"]
     if not isinstance(mapping, dict) or any(k not in mapping for k in ("edge_index", "edge_weight")):
-        found = sorted(mapping) if isinstance(mapping, dict) else _found(mapping)
+        found = sorted(mapping) if isinstance(mapping, dict) else json_fields.found(mapping)
         raise InputError(f"{path}: 'edge_mapping' must be an object with keys ['edge_index', 'edge_weight']; "
                          f"found {found}")
     index_by_day = _daily(path, mapping, "edge_index", num_days)
@@ -350,9 +221,9 @@ def read_england_covid(spec: DatasetSpec, path: Path) -> RawDataset:
     for t in range(num_days):
         day = str(t)
         edges_where = f"'edge_mapping'/'edge_index'/'{day}'"
-        edges = _edge_pairs(path, edges_where, index_by_day[day], num_nodes)
+        edges = json_fields.edge_pairs(path, edges_where, index_by_day[day], num_nodes)
         daily_edges.append(edges)
-        daily_weights.append(_weights(path, f"'edge_mapping'/'edge_weight'/'{day}'", weight_by_day[day],
+        daily_weights.append(json_fields.weights(path, f"'edge_mapping'/'edge_weight'/'{day}'", weight_by_day[day],
                                       edges.shape[1], edges_where))
     edge_index, edge_weight = union_graph(daily_edges, daily_weights, num_nodes)
     return _raw(spec, path, values, edge_index, edge_weight)
