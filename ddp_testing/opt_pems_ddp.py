@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pgti.distributed.driver import main  # noqa: E402
+from pgti.engine.cli import ddp_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main("opt_pems_ddp.py"))
+    sys.exit(ddp_main("opt_pems_ddp.py"))

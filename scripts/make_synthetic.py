@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Write a synthetic dataset in its real file format (see pgti/datasets/synthetic.py).
+"""Write a synthetic dataset in its real file format (see pgti/datasets/synthetic/).
 
     python scripts/make_synthetic.py --dataset pems-bay --data-dir data
     python scripts/make_synthetic.py --dataset pems --nodes 2000 --timesteps 8064 --seed 1
@@ -16,6 +16,7 @@ import time
 from pgti.cli_util import ArgumentParser, run_cli
 from pgti.datasets.registry import DATASETS, get_spec
 from pgti.datasets.synthetic import TIMESTAMP_UNITS, generate, resolve_size
+from pgti.errors import InputError
 
 
 def _size(nbytes: int) -> str:
@@ -44,6 +45,10 @@ def main(argv=None) -> int:
 
     spec = get_spec(args.dataset)
     nodes, timesteps = resolve_size(spec, args.nodes, args.timesteps)
+    existing = [str(p) for p in spec.default_paths(args.data_dir) if p.exists()]
+    if existing and not args.force:
+        verb = "exists" if len(existing) == 1 else "exist"
+        raise InputError(f"{' and '.join(existing)} already {verb}; use --force to overwrite")
     start = time.perf_counter()
     paths = generate(
         spec.name, args.data_dir, nodes=nodes, timesteps=timesteps, seed=args.seed,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from pgti.engine.run import main  # noqa: E402
+from pgti.engine.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main("pedalme", prog="pedalme_main.py"))

@@ -1,42 +1,15 @@
-"""Small datasets in the real formats, written the way the real files were written:
-pandas' own HDFStore writer for the series, and Python-2-style protocol-2 pickles."""
+"""Small datasets in the real formats. The DCRNN series is written by pandas' own HDFStore
+writer, as the real files were (the reader is checked against pandas, not only against our own
+writer); everything else by the format modules' writers (pgti/datasets/formats/)."""
 
 from __future__ import annotations
 
-import io
-import json
-import pickle
-import struct
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-
-class Py2Pickler(pickle._Pickler):
-    """Writes what Python 2's cPickle wrote: byte strings (and ASCII text) as py2 ``str``
-    opcodes (SHORT_BINSTRING/BINSTRING), which Python 3 can only read with encoding='latin1'."""
-
-    def save_bytes(self, obj):
-        n = len(obj)
-        if n < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
-        self.memoize(obj)
-
-    def save_str(self, obj):
-        self.save_bytes(obj.encode("latin1"))
-
-    dispatch = dict(pickle._Pickler.dispatch)
-    dispatch[bytes] = save_bytes
-    dispatch[str] = save_str
-
-
-def py2_pickle(obj) -> bytes:
-    buf = io.BytesIO()
-    Py2Pickler(buf, protocol=2).dump(obj)
-    return buf.getvalue()
+from pgti.datasets.formats import dcrnn_h5, windmill_json
 
 
 def random_adjacency(n: int, rng: np.random.Generator, density: float = 0.3) -> np.ndarray:
@@ -59,7 +32,8 @@ def write_traffic(
     h5_name: str | None = None,
     pkl_name: str | None = None,
 ) -> tuple[Path, Path]:
-    """A DCRNN-format dataset written by pandas (series) and a py2-style pickle (graph)."""
+    """A DCRNN-format dataset: the series written by pandas, the graph a Python-2-style pickle
+    with the sensor ids as Python 2 str, as in DCRNN's files."""
     rng = np.random.default_rng(seed)
     t = np.arange(timesteps)
     speed = 60 + 8 * np.sin(2 * np.pi * t / 288)[:, None] + rng.normal(0, 3, (timesteps, nodes))
@@ -71,16 +45,15 @@ def write_traffic(
     pd.DataFrame(speed, index=index, columns=ids).to_hdf(h5, key=key, mode="w")
     pkl = data_dir / (pkl_name or f"adj_mx_{name}.pkl")
     adj = random_adjacency(nodes, rng) if adj is None else adj
-    pkl.write_bytes(py2_pickle([ids, {s: i for i, s in enumerate(ids)}, adj]))
+    dcrnn_h5.write_adjacency_pickle(pkl, ids, adj, py2_text=True)
     return h5, pkl
 
 
 def write_windmill(data_dir: Path, *, nodes: int = 5, timesteps: int = 200, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     block = rng.random((timesteps, nodes)) * np.linspace(0.5, 2.0, nodes)
-    edges = [[i, j] for i in range(nodes) for j in range(nodes) if i != j]
+    edges = np.array([[i, j] for i in range(nodes) for j in range(nodes) if i != j])
     path = data_dir / "windmill_output.json"
     data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"block": block.tolist(), "edges": edges,
-                                "weights": rng.random(len(edges)).tolist()}))
+    windmill_json.write(path, [(0, block)], edges, rng.random(len(edges)))
     return path

@@ -16,10 +16,10 @@ import torch
 from conftest import REPO
 from fixtures import write_traffic
 from pgti.data.loader import prepare
-from pgti.engine import run as run_module
+from pgti.engine import cli as run_module
 from pgti.engine.checkpoint import read_checkpoint
 from pgti.engine.metrics import HORIZONS, TargetUnits
-from pgti.engine.trainer import SplitBatches, Trainer
+from pgti.engine.trainer import Trainer
 from pgti.nn import build_model
 from pgti.nn.baselines import HistoricalAverage, LastValue, training_statistics
 from pgti.observability.outputs import STATS_COLUMNS
@@ -279,8 +279,7 @@ def _test_mae_of(weights: dict) -> float:
                         edge_index=data.edge_index, edge_weight=data.edge_weight)
     model.load_state_dict(weights)
     trainer = Trainer(model, TargetUnits.of(data), data.lags)
-    plan = SplitBatches(data, 8, 0, 6)
-    mae = trainer.evaluate(plan.batches("test", 0), plan.num_batches("test")).mae()
+    mae = trainer.evaluate(data.batches("test", 8, max_batches=6), 6).mae()
     data.close()
     return mae
 
@@ -321,7 +320,7 @@ def test_resume_with_decay_and_patience_equals_an_uninterrupted_run(tmp_path, ca
 
     assert run_main(*DECAY, "-e", "2", "--output-dir", str(part), dataset="chickenpox") == 0
     assert run_main(*DECAY, "-e", "8", "--resume", str(part), dataset="chickenpox") == 0
-    drop = ("runtime", "samples_per_s", "max_process_mem")
+    drop = ("runtime", "samples_per_s", "max_process_mem", "data_wait_s")
     assert [{k: v for k, v in r.items() if k not in drop} for r in epochs(part)] == \
            [{k: v for k, v in r.items() if k not in drop} for r in rows]
     a, b = stats(full), stats(part)
@@ -354,13 +353,15 @@ def test_resume_with_another_decay_is_refused(tmp_path, capsys):
 
 def test_hidden_and_layers_reach_the_model_only_when_given(tmp_path, monkeypatch):
     built = []
-    real = run_module.build_model
+    from pgti.engine import session as session_module
+
+    real = session_module.build_model
 
     def spy(name, **kwargs):
         built.append({k: v for k, v in kwargs.items() if k in ("hidden", "layers")})
         return real(name, **kwargs)
 
-    monkeypatch.setattr(run_module, "build_model", spy)
+    monkeypatch.setattr(session_module, "build_model", spy)
     common = ("--model", "dcrnn", "-e", "1", "-bs", "8", "--max-batches", "1")
     assert run_main(*common, "--hidden", "4", "--layers", "1", "--output-dir", str(tmp_path / "small"),
                     dataset="chickenpox") == 0
@@ -392,8 +393,8 @@ def test_hidden_and_layers_reach_the_model_only_when_given(tmp_path, monkeypatch
     (["--patience", "0"], "argument --patience: must be a positive integer"),
     (["--hidden", "0"], "argument --hidden: must be a positive integer"),
     (["--layers", "two"], "argument --layers: expected a positive integer"),
-    (["--model", "last-value", "--hidden", "8"], "--model last-value: unknown option(s) hidden"),
-    (["--model", "pgt-dcrnn", "--layers", "2"], "--model pgt-dcrnn: unknown option(s) layers"),
+    (["--model", "last-value", "--hidden", "8"], "--model-option: model last-value takes no option(s) hidden"),
+    (["--model", "pgt-dcrnn", "--layers", "2"], "--model-option: model pgt-dcrnn takes no option(s) layers"),
 ])
 def test_bad_recipe_and_size_flags_exit_2_with_one_line(tmp_path, capsys, argv, message):
     out = tmp_path / "o"
@@ -411,7 +412,8 @@ def test_bad_recipe_and_size_flags_exit_2_with_one_line(tmp_path, capsys, argv, 
 def test_a_distributed_run_reports_the_baselines_and_the_best_epoch(traffic, tmp_path):
     """Two DDP ranks, each evaluating its share of the test windows; the sums are all-reduced. A
     baseline as the model (no parameters: not wrapped in DDP) gives exactly the baseline columns."""
-    from pgti.distributed.driver import DRIVERS, build_ddp_parser, run_distributed
+    from pgti.distributed.driver import DRIVERS, run_distributed
+    from pgti.engine.cli import build_ddp_parser, config_from_args
 
     data_dir, _ = traffic
     driver = DRIVERS["pems_ddp.py"]
@@ -420,7 +422,7 @@ def test_a_distributed_run_reports_the_baselines_and_the_best_epoch(traffic, tmp
         "--dataset", "metr-la", "-m", "index", "--data-dir", str(data_dir), "--output-dir", str(out),
         "-e", "2", "-bs", "16", "--max-batches", "3", "--model", "historical-average", "-np", "2", "--quiet",
         "--patience", "1", "--lr-decay-epochs", "1"])
-    run_distributed(args, driver, log=lambda message: None)
+    run_distributed(config_from_args(args, set()), driver, log=lambda message: None)
     row = stats(out)
     assert row["world_size"] == "2" and row["best_epoch"] == "0" and row["epochs"] == "2"
     for h in HORIZONS:

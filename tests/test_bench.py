@@ -1,22 +1,30 @@
-"""The benchmark library and scripts: sizes, peak-RSS measurement, the watched fresh-process
-runner, the peer's index path, and each script end to end on tiny synthetic data."""
+"""The benchmark library and its suites: sizes, peak-RSS measurement, the watched fresh-process
+runner, the peer's index path, the model-step timing that bench_models and bench_speed share,
+and each suite end to end on tiny synthetic data (the scripts only call the suites' ``main``)."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from pgti.bench import cli
+from pgti.bench import cli, report
 from pgti.bench.peer import peer_loader, peer_series
 from pgti.bench.rss import PeakRss
 from pgti.bench.runner import GIB, run_task
 from pgti.bench.sizes import shape_of
+from pgti.bench.suites import data as data_suite
+from pgti.bench.suites import memory as memory_suite
+from pgti.bench.suites import models as models_suite
+from pgti.bench.suites import speed as speed_suite
 from pgti.bench.tasks import _copy_blocks
+from pgti.engine.trainer import Trainer
 from pgti.data.loader import prepare
 from pgti.datasets.formats import load_raw
 from pgti.datasets.registry import get_spec
@@ -30,11 +38,18 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("bench-cache")
 
 
-def run_script(repo, name, *args, timeout=900):
+def run_script(repo, name, *args, timeout=600):
     proc = subprocess.run([sys.executable, str(repo / "scripts" / name), *args], cwd=repo,
                           capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
+
+
+def run_suite(suite, capsys, *args):
+    status = suite.main(list(args))
+    out, err = capsys.readouterr()
+    assert status == 0, out[-3000:] + err[-3000:]
+    return out
 
 
 def read_csv(path):
@@ -134,12 +149,103 @@ def test_peer_index_dataset_on_our_series_gives_our_index_batches_bitwise(tmp_pa
     data.close()
 
 
-# --- the scripts, end to end ---------------------------------------------------------------------
+# --- the training step that bench_models and bench_speed time ------------------------------------
+
+TINY_STEP = models_suite.StepShape(batch_size=2, lags=4, nodes=5, features=2, edges=12)
+
+
+def test_model_step_is_one_train_epoch_of_the_real_trainer(monkeypatch, one_thread):
+    epochs = []
+    real = Trainer.train_epoch
+
+    def counted(self, batches, total, *args, **kwargs):
+        batches = list(batches)
+        epochs.append((len(batches), total))
+        return real(self, batches, total, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train_epoch", counted)
+    result = models_suite.measure_steps("dcrnn-cell", {}, dataclasses.asdict(TINY_STEP), warmup=1, repeats=3)
+    assert epochs == [(1, 1)] * 4  # warm-up + timed steps, each one batch through Trainer
+    assert len(result["times"]) == 3 and all(t > 0 for t in result["times"])
+    edge_index, edge_weight, _, _ = models_suite.make_inputs(TINY_STEP, 0, "cpu")
+    model = models_suite.build("dcrnn-cell", {}, TINY_STEP, edge_index, edge_weight, "cpu")
+    assert result["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_model_steps_in_a_fresh_process_come_back_as_json_numbers():
+    outcome = models_suite.run_alone("dcrnn-cell", {}, TINY_STEP, warmup=0, repeats=2, threads=1, rss=True)
+    assert outcome.ok, outcome.message + outcome.log_tail
+    result = outcome.result
+    assert [type(t) for t in result["times"]] == [float, float] and min(result["times"]) > 0
+    assert result["peak_total"] >= result["peak_above_start"] >= 0
+
+
+def test_bench_speed_times_models_through_the_models_suite_not_their_output():
+    shape = SimpleNamespace(lags=TINY_STEP.lags, num_features=TINY_STEP.features)
+    args = SimpleNamespace(batch_size=2, model_repeats=3, model_warmup=0, seed=0, threads=1, model_timeout=300.0,
+                           guard_gib=0.5)
+    row = speed_suite.time_model("dcrnn-cell", 5, shape, args)
+    assert row["status"] == "ok", row["status"]
+    assert row["steps"] == 3 and row["edges"] == 25  # PeMS-Bay's 2,694 / 325 per node, at most N^2
+    assert isinstance(row["ms_per_step"], float)
+    assert 0 < row["min_ms"] <= row["ms_per_step"] <= row["max_ms"]
+
+
+def test_a_model_step_that_overruns_is_a_row_status_not_a_crash():
+    shape = SimpleNamespace(lags=4, num_features=2)
+    args = SimpleNamespace(batch_size=2, model_repeats=1, model_warmup=0, seed=0, threads=1, model_timeout=0.05,
+                           guard_gib=0.5)
+    row = speed_suite.time_model("dcrnn-cell", 5, shape, args)
+    assert row["status"].startswith("timeout: ran past") and "ms_per_step" not in row
+
+
+# --- shared report pieces ------------------------------------------------------------------------
+
+
+def test_fmt_formats_floats_and_shows_counts_and_missing_values_as_they_are():
+    assert report.fmt(0.12345, ".1%") == "12.3%"
+    assert report.fmt(float("inf"), ".1f") == "inf"
+    assert report.fmt(3, ".1f") == "3"
+    assert report.fmt(None) == "-"
+
+
+RATE = {"batch_bytes": 2_000_000, "index_batches_per_s": 1000.04, "index_all": [999.6, 1000.4],
+        "peer_same_data_batches_per_s": 100.0, "peer_same_data_all": [100.0],
+        "memcpy_batches_per_s": 1500.0, "memcpy_all": [1500.0]}
+
+
+def test_rate_rows_compare_each_method_with_index_batching_and_the_copy_rate():
+    rows = {r["method"]: r for r in report.rate_rows(RATE, "index")}
+    assert list(rows) == ["index", "peer IndexDataset + DataLoader, same float32 series",
+                          "plain tensor copies of the same bytes"]  # no peer_own_layout in RATE
+    peer = rows["peer IndexDataset + DataLoader, same float32 series"]
+    assert peer["vs_index"] == pytest.approx(10.0004)
+    assert peer["gbytes_per_s"] == pytest.approx(0.2)
+    assert rows["index"]["fraction_of_copy_rate"] == pytest.approx(1000.04 / 1500)
+    assert rows["index"]["trials"] == "1000 1000"
+    assert report.rate_rows(None, "index") == []
+
+
+def test_bench_data_rate_table_keeps_its_rounded_numbers():
+    index = data_suite.rate_table(RATE)[0]
+    assert index["method"] == "index batching (ours: 2 index_select)"
+    assert (index["batches_per_s"], index["gbytes_per_s"], index["vs_index"]) == (1000.0, 2.0, 1.0)
+
+
+def test_scripts_are_entry_points_of_the_suites(repo):
+    for name in ("data", "ddp", "memory", "models", "speed"):
+        text = (repo / "scripts" / f"bench_{name}.py").read_text()
+        assert f"from pgti.bench.suites.{name} import main" in text
+        assert len(text.splitlines()) <= 25
+    assert "--saved-tensors" in run_script(repo, "bench_models.py", "--help")
+
+
+# --- the suites, end to end ---------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_bench_data_writes_its_tables_and_target_lines(repo, tmp_path, cache):
-    out = run_script(repo, "bench_data.py", *TINY, "--out", str(tmp_path), "--cache-dir", str(cache))
+def test_bench_data_writes_its_tables_and_target_lines(capsys, tmp_path, cache):
+    out = run_suite(data_suite, capsys, *TINY, "--out", str(tmp_path), "--cache-dir", str(cache))
     for label in ("index peak / base peak", "index / peer batch assembly",
                   "index / plain copies of the same bytes", "lazy-index peak above idle / series bytes"):
         assert f"target {label}:" in out
@@ -151,8 +257,8 @@ def test_bench_data_writes_its_tables_and_target_lines(repo, tmp_path, cache):
 
 
 @pytest.mark.slow
-def test_bench_memory_measures_each_mode_and_the_peer(repo, tmp_path, cache):
-    out = run_script(repo, "bench_memory.py", *TINY, "--datasets", "metr-la", "--batches", "1",
+def test_bench_memory_measures_each_mode_and_the_peer(capsys, tmp_path, cache):
+    out = run_suite(memory_suite, capsys, *TINY, "--datasets", "metr-la", "--batches", "1",
                      "--modes", "base,index,lazy-index,gpu-index,peer", "--out", str(tmp_path),
                      "--cache-dir", str(cache))
     assert "target paper claim, peak memory index vs base:" in out
@@ -167,8 +273,8 @@ def test_bench_memory_measures_each_mode_and_the_peer(repo, tmp_path, cache):
 
 
 @pytest.mark.slow
-def test_bench_memory_refuses_what_does_not_fit_without_running_it(repo, tmp_path, cache):
-    out = run_script(repo, "bench_memory.py", *TINY, "--datasets", "pems", "--modes", "base,index",
+def test_bench_memory_refuses_what_does_not_fit_without_running_it(capsys, tmp_path, cache):
+    out = run_suite(memory_suite, capsys, *TINY, "--datasets", "pems", "--modes", "base,index",
                      "--assume-available-gib", "0.001", "--out", str(tmp_path), "--cache-dir", str(cache))
     rows = {r["mode"]: r for r in read_csv(tmp_path / "memory.csv")}
     assert rows["base"]["status"].startswith("does not fit: needs ")
@@ -179,8 +285,8 @@ def test_bench_memory_refuses_what_does_not_fit_without_running_it(repo, tmp_pat
 
 
 @pytest.mark.slow
-def test_bench_speed_writes_rates_epochs_and_step_times(repo, tmp_path, cache):
-    out = run_script(repo, "bench_speed.py", *TINY, "--models", "pgt-dcrnn,dcrnn-cell", "--model-nodes", "8",
+def test_bench_speed_writes_rates_epochs_and_step_times(capsys, tmp_path, cache):
+    out = run_suite(speed_suite, capsys, *TINY, "--models", "pgt-dcrnn,dcrnn-cell", "--model-nodes", "8",
                      "--out", str(tmp_path), "--cache-dir", str(cache))
     assert "target index / peer batch assembly (same data):" in out
     assert "target pgt-dcrnn / dcrnn-cell step time:" in out
@@ -189,3 +295,17 @@ def test_bench_speed_writes_rates_epochs_and_step_times(repo, tmp_path, cache):
     epochs = {r["mode"]: r for r in read_csv(tmp_path / "speed_epoch.csv")}
     assert set(epochs) == {"base", "index", "lazy-index", "peer"}
     assert (tmp_path / "speed.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_bench_ddp_compares_the_bytes_dask_and_batch_shuffled_dask_index_move(repo, tmp_path, cache):
+    # Through the script, in a fresh interpreter: a Dask cluster started late in a long pytest
+    # process (after many torch tests) has been seen to hang there.
+    out = run_script(repo, "bench_ddp.py", "--nodes", "8", "--timesteps", "300", "--max-batches", "2", "--epochs", "1",
+                    "-bs", "8", "--configs", "dask,batch-shuffled dask-index", "--cache-dir", str(cache),
+                    "--out", str(tmp_path))
+    assert "target dask / batch-shuffled dask-index bytes moved (one full epoch incl. setup):" in out
+    rows = {r["config"]: r for r in read_csv(tmp_path / "bench_ddp.csv")}
+    assert set(rows) == {"dask", "batch-shuffled dask-index"}
+    assert float(rows["dask"]["full_epoch_with_setup_mib"]) > 0
+    assert "| batch-shuffled dask-index |" in (tmp_path / "bench_ddp.md").read_text()

@@ -279,7 +279,7 @@ def test_malformed_json(tmp_path):
 
 def test_batch_size_larger_than_a_split():
     data = prepare("chickenpox", REPO / "data", "index")
-    with pytest.raises(InputError, match="--batch-size 60 is larger than the val split of chickenpox"):
+    with pytest.raises(InputError, match="60 is larger than the val split of chickenpox"):
         data.check_batch_size(60)
 
 

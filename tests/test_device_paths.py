@@ -21,7 +21,7 @@ import torch
 from conftest import requires_gpu
 from pgti.bench.tasks import _counting, task_memory
 from pgti.data.loader import prepare
-from pgti.data.storage import IndexStorage
+from pgti.data.storages.index import IndexStorage
 from pgti.datasets.synthetic import generate
 from pgti.engine.metrics import TargetUnits
 from pgti.engine.trainer import Trainer
@@ -42,7 +42,7 @@ def traffic(tmp_path_factory):
 
 @pytest.fixture
 def small_chunks(monkeypatch):
-    monkeypatch.setattr("pgti.data.storage.chunk_rows", lambda num_nodes: CHUNK_ROWS)
+    monkeypatch.setattr("pgti.data.storages.index.chunk_rows", lambda num_nodes: CHUNK_ROWS)
 
 
 def index_storage(data, device="cpu", **kwargs) -> IndexStorage:

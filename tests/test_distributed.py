@@ -23,11 +23,13 @@ from fixtures import write_traffic
 from pgti.data.loader import prepare
 from pgti.data.windows import Split
 from pgti.distributed.cluster import Slot, select_gpu
-from pgti.distributed.driver import DRIVERS, build_ddp_parser, main, run_distributed
-from pgti.distributed.plans import Sharding
-from pgti.distributed.samplers import BatchShuffledSampler, partition_bounds, rank_share
+from pgti.distributed.driver import DRIVERS, run_distributed
+from pgti.engine.cli import build_ddp_parser, config_from_args
+from pgti.engine.cli import ddp_main as main
+from pgti.data.plan import Sharding
+from pgti.data.samplers import BatchShuffledSampler, partition_bounds, rank_share
 from pgti.engine.metrics import TargetUnits
-from pgti.engine.run import seed_everything
+from pgti.engine.session import seed_everything
 from pgti.engine.trainer import Trainer
 from pgti.nn import build_model
 from pgti.observability.outputs import EPOCH_COLUMNS, STATS_COLUMNS
@@ -96,7 +98,7 @@ def ddp_args(driver: str, mode: str, data_dir: Path, out: Path, *extra: str):
     argv = ["--dataset", DATASET, "-m", mode, "--data-dir", str(data_dir), "--output-dir", str(out),
             "-e", str(EPOCHS), "-bs", str(BATCH), "--max-batches", str(STEPS), "--model", MODEL,
             "-np", str(WORLD), "--quiet", *extra]
-    return build_ddp_parser(DRIVERS[driver]).parse_args(argv)
+    return config_from_args(build_ddp_parser(DRIVERS[driver]).parse_args(argv), set())
 
 
 def reference_parameters(data_dir: Path, policy: str) -> dict[str, torch.Tensor]:
@@ -205,12 +207,12 @@ def test_each_mode_trains_and_matches_one_process_on_the_same_global_batches(
     # The replicas agree with each other and with one process on the concatenated batches.
     assert len({r["parameters"] for r in result.ranks}) == 1
     trained = torch.load(out / "checkpoint.pt", weights_only=False)["model"]
-    reference = reference_parameters(data_dir, DRIVERS[driver].modes[mode].policy)
+    reference = reference_parameters(data_dir, DRIVERS[driver].modes[mode].sharding)
     for name, value in reference.items():
         assert torch.allclose(trained[name], value, rtol=0, atol=1e-5), name
 
     epoch_bytes = [t["bytes"] for t in result.transfers if t["phase"] == "epoch"]
-    if DRIVERS[driver].modes[mode].layout in ("windows", "series"):
+    if DRIVERS[driver].modes[mode].storage in ("dask-windows", "dask-series"):
         assert all(b > 0 for b in epoch_bytes)  # batches come from the cluster
     else:
         assert epoch_bytes == [0, 0]  # each rank's batches are local
@@ -233,7 +235,7 @@ def test_resume_continues_a_distributed_run_as_if_uninterrupted(data_dir, schedu
 
 
 def test_a_checkpoint_of_another_dataset_is_refused_before_a_cluster_starts(data_dir, tmp_path, capsys):
-    from pgti.engine import run as run_module
+    from pgti.engine import cli as run_module
 
     other = tmp_path / "chickenpox"
     assert run_module.main("chickenpox", ["-e", "1", "--max-batches", "1", "--model", MODEL, "--quiet",
@@ -275,8 +277,10 @@ def test_killed_worker_makes_the_client_exit_nonzero_quickly_keeping_csv_rows(da
     out = tmp_path / "run"
     cmd = [sys.executable, str(REPO / "ddp_testing" / "pems_ddp.py"), "--dataset", DATASET, "-m", "index",
            "--data-dir", str(data_dir), "--output-dir", str(out), "-e", "3", "-bs", str(BATCH),
-           "--max-batches", str(STEPS), "--model", MODEL, "-np", "2", "--fail-after", "1:1:1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           "--max-batches", str(STEPS), "-np", "2", "--model", "faulty_model:DiesAfter",
+           "--model-option", "die_rank=1", "--model-option", f"die_after={STEPS + 1}"]  # batch 2 of epoch 1
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     epochs_csv = out / "per_epoch_stats.csv"
     try:
         deadline = time.monotonic() + 180
@@ -339,7 +343,9 @@ def test_ctrl_c_ends_with_one_line_and_status_130_keeping_csv_rows(data_dir, tmp
     ("opt_baseline.py", ["-m", "index"], "invalid choice"),
     ("opt_pems_ddp.py", ["-m", "index"], "invalid choice"),
     ("pems_ddp.py", ["--gpu"], "no usable CUDA GPU"),
-    ("pems_ddp.py", ["--dist"], "--dist needs --dask-cluster-file"),
+    ("pems_ddp.py", ["--dist"], "error: --dist: a multi-node run needs the scheduler file the launch script "
+                                "writes (--dask-cluster-file)"),
+    ("pems_ddp.py", ["--dask-cluster-file", "nowhere.json"], "error: --dask-cluster-file: nowhere.json does not exist"),
     ("pems_ddp.py", ["-np", "0"], "argument -np/--npar: must be a positive integer"),
 ])
 def test_bad_flags_fail_with_one_line_and_status_2(driver, argv, message, data_dir, tmp_path, capsys):

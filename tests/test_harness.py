@@ -9,7 +9,7 @@ import torch
 
 from conftest import REPO
 from fixtures import write_traffic
-from pgti.engine import run as run_module
+from pgti.engine import cli as run_module
 from pgti.engine.trainer import Trainer
 from pgti.observability.outputs import EPOCH_COLUMNS, STATS_COLUMNS
 
@@ -111,10 +111,13 @@ def test_a_crash_mid_training_keeps_the_rows_written_so_far(tmp_path, monkeypatc
     (["--mode", "fast"], "argument -m/--mode: invalid choice: 'fast'"),
     (["--epochs", "many"], "argument -e/--epochs: expected a positive integer"),
     (["--gpu", "maybe"], "argument -g/--gpu: expected a boolean"),
-    (["--model", "gru"], "error: unknown model 'gru' for --model"),
-    (["--gpu", "True"], "error: --gpu was given but no usable CUDA GPU"),
-    (["-bs", "80"], "error: --batch-size 80 is larger than the val split of chickenpox (51 windows)"),
-    (["--split", "0.5", "0.2", "0.2"], "error: --split ratios must sum to 1"),
+    (["--model", "gru"], "error: --model: unknown model 'gru'"),
+    (["--gpu", "True"], "error: --gpu: was given but no usable CUDA GPU"),
+    (["-bs", "80"], "error: --batch-size: 80 is larger than the val split of chickenpox (51 windows)"),
+    (["--split", "0.5", "0.2", "0.2"], "error: --split: ratios must sum to 1"),
+    (["--memory-budget", "lots", "-m", "auto"], "argument --memory-budget: expected a size such as 512MB"),
+    (["--model-option", "1x=2"], "argument --model-option: expected KEY=VALUE"),
+    (["--config", "nowhere"], "error: --config: nowhere: no such file"),
 ])
 def test_bad_flags_exit_2_with_one_line(tmp_path, capsys, argv, message):
     if argv == ["--gpu", "True"] and torch.cuda.is_available():

@@ -18,11 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO, load_script
-from fixtures import py2_pickle, write_traffic
+from fixtures import write_traffic
 from pgti.cli_util import run_cli
 from pgti.datasets.formats import load_raw
-from pgti.distributed import driver as ddp_driver
-from pgti.engine import run as run_module
+from pgti.datasets.formats.dcrnn_h5 import py2_pickle
+from pgti.engine.cli import ddp_main
+from pgti.engine import cli as run_module
 from pgti.errors import InputError
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -49,7 +50,7 @@ def single(dataset, data_dir, out, *extra):
 
 
 def ddp(data_dir, out, *extra, dataset="chickenpox"):
-    return ddp_driver.main("pems_ddp.py", ["--dataset", dataset, "-e", "1", "--max-batches", "1", "-bs", "4",
+    return ddp_main("pems_ddp.py", ["--dataset", dataset, "-e", "1", "--max-batches", "1", "-bs", "4",
                                            "-np", "2", "--quiet", "--data-dir", str(data_dir),
                                            "--output-dir", str(out), *extra])
 

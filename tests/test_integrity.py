@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import REPO
-from pgti.engine import run as run_module
+from pgti.engine import cli as run_module
 from pgti.engine.checkpoint import read_checkpoint
 from pgti.errors import InputError
 from pgti.observability import outputs
@@ -83,7 +83,7 @@ def test_a_refused_overwrite_puts_the_old_run_back(tmp_path, capsys):
     before = snapshot(out)
     capsys.readouterr()
     assert run_main("-e", "1", "-bs", "80", "--output-dir", str(out), "--overwrite") == 2  # batch too large
-    assert "--batch-size 80" in one_error_line(capsys)
+    assert "--batch-size: 80" in one_error_line(capsys)
     assert snapshot(out) == before and not (out / ".replaced-run").exists()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import hashlib
 import json
 import math
@@ -20,11 +21,11 @@ import torch
 
 from conftest import REPO
 from pgti.data import prepare
-from pgti.datasets import pgt_json
-from pgti.datasets.formats import load_raw
-from pgti.datasets.registry import get_spec
+from pgti.datasets import formats, registry
+from pgti.datasets.formats import england_covid_json, get_format, load_raw
+from pgti.datasets.registry import DATASETS, get_spec
 from pgti.datasets.synthetic import generate, min_timesteps
-from pgti.engine import run as run_module
+from pgti.engine import cli as run_module
 from pgti.errors import InputError
 
 DATA = REPO / "data"
@@ -130,7 +131,7 @@ def test_england_covid_union_of_a_tiny_example_by_hand(tmp_path):
         (np.array([[2, 0], [0, 1]]), np.array([4.0, 0.5])),
         (np.array([[1, 1]]), np.array([1.0])),
     ]
-    pgt_json.write_england_covid_json(tmp_path / "england_covid.json", y, daily)
+    england_covid_json.write(tmp_path / "england_covid.json", y, daily)
     raw = load_raw("england-covid", tmp_path)
     # (0,1): 1.5 + 0.5; (1,1): 2 + 1; (2,0): 4, sorted by (source, target)
     assert raw.edge_index.tolist() == [[0, 1, 2], [1, 1, 0]]
@@ -146,6 +147,69 @@ def test_england_covid_union_of_a_generated_example(tmp_path):
     assert got == {pair: float(np.float32(w)) for pair, w in expected.items()}
     assert any(len([d for d in obj["edge_mapping"]["edge_index"].values() if [i, j] in d]) < 19
                for i, j in expected)  # some pairs are missing on some days
+
+
+# --- format modules -------------------------------------------------------------------------------
+
+
+def test_every_registered_dataset_names_a_format_module():
+    for spec in DATASETS.values():
+        assert get_format(spec.format).name == spec.format
+
+
+NEW_FORMAT_MODULE = """
+import numpy as np
+from pgti.datasets.formats.base import Format, in_memory, value_only
+
+def read(spec, paths):
+    values = np.loadtxt(paths[0], delimiter=",", ndmin=2)
+    ring = np.arange(values.shape[1])
+    return in_memory(spec, paths[0], values, np.stack([ring, np.roll(ring, 1)]), np.ones(len(ring)))
+
+def write(path, values):
+    np.savetxt(path, values, delimiter=",")
+
+FORMAT = Format(name="csv-rows", read=read, write=write, features=value_only)
+"""
+
+
+def test_a_new_format_is_one_module_and_a_dataset_in_it_one_registry_entry(tmp_path, monkeypatch):
+    (tmp_path / "csv_rows.py").write_text(NEW_FORMAT_MODULE)
+    spec = dataclasses.replace(get_spec("chickenpox"), name="toy", format="csv-rows", layouts=(("toy.csv",),),
+                               num_nodes=3, num_timesteps=40)
+    monkeypatch.setitem(registry.DATASETS, "toy", spec)
+    original_path = list(formats.__path__)
+    formats.__path__.append(str(tmp_path))
+    formats.formats.cache_clear()
+    try:
+        values = np.arange(120, dtype=np.float64).reshape(40, 3)
+        get_format("csv-rows").write(tmp_path / "toy.csv", values)
+        raw = load_raw("toy", tmp_path)
+        np.testing.assert_array_equal(raw.rows.read(0, 40), values)
+        assert raw.edge_index.tolist() == [[0, 1, 2], [2, 0, 1]]
+        data = prepare("toy", tmp_path, "index")
+        assert data.features.feature_names == ("value",)
+    finally:
+        formats.__path__[:] = original_path
+        formats.formats.cache_clear()
+        sys.modules.pop(f"{formats.__name__}.csv_rows", None)
+    with pytest.raises(InputError, match="unknown file format 'csv-rows'"):
+        get_format("csv-rows")
+
+
+@pytest.mark.parametrize("name", ["chickenpox", "pedalme", "england-covid"])
+def test_a_day_of_week_channel_on_files_without_dates_names_the_config_field(name):
+    with pytest.raises(InputError) as refused:
+        prepare(name, REPO / "data", "index", day_of_week=True)
+    assert refused.value.field == "data.day_of_week"
+    assert "needs timestamps" in str(refused.value) and "--" not in str(refused.value)
+
+
+def test_montevideo_bus_yields_the_calendar_of_its_october_2020_hours():
+    data = prepare("montevideo-bus", REPO / "data", "index", day_of_week=True)
+    assert data.features.feature_names == ("value", "time_of_day", "day_of_week")
+    np.testing.assert_array_equal(data.features.time_of_day[:25], np.float32((np.arange(25) % 24) / 24))
+    assert data.features.day_of_week[0] == np.float32(3 / 7)  # 1 October 2020 was a Thursday (Monday = 0)
 
 
 # --- storages ---------------------------------------------------------------------------------------

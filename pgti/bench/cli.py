@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-from pgti.bench.inputs import BenchData, default_cache_dir
+from pgti.bench import report
+from pgti.bench.inputs import BenchData, default_cache_dir, locate
 from pgti.bench.runner import GIB, Outcome, available_bytes, run_task
 from pgti.bench.sizes import fits, gib, human
 from pgti.errors import InputError
@@ -40,6 +41,43 @@ def add_common_args(parser: argparse.ArgumentParser, *, repeats: int) -> None:
                         help="stop a measured process if the system's available memory falls below this")
     parser.add_argument("--quick", action="store_true", help="reduced sizes and repeats (minutes)")
     parser.add_argument("-d", "--debug", action="store_true", help="tracebacks on errors")
+
+
+def add_dataset_args(parser: argparse.ArgumentParser) -> None:
+    """One dataset, its size, the batch size, and the trials of the batch-assembly rates."""
+    parser.add_argument("--dataset", default="pems-bay")
+    parser.add_argument("--nodes", type=positive_int, default=None)
+    parser.add_argument("--timesteps", type=positive_int, default=None)
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--rate-batches", type=positive_int, default=500,
+                        help="batches per timed trial of each assembly method")
+    parser.add_argument("--rate-trials", type=positive_int, default=7)
+
+
+def apply_quick(args, argv: Sequence[str]) -> None:
+    """--quick on one dataset: 8,064 steps (unless --timesteps), rates of at most 50 batches x 3
+    trials, one run per mode (unless --repeats)."""
+    if args.quick:
+        args.timesteps = args.timesteps or 8064
+        args.rate_batches = min(args.rate_batches, 50)
+        args.rate_trials = min(args.rate_trials, 3)
+        if "--repeats" not in argv:
+            args.repeats = 1
+
+
+def locate_dataset(args) -> BenchData:
+    """The dataset of --dataset at --nodes x --timesteps: real files, or cached synthetic ones."""
+    return locate(args.dataset, data_dir=args.data_dir, cache_dir=args.cache_dir, nodes=args.nodes,
+                  timesteps=args.timesteps, seed=args.seed, log=report.log)
+
+
+def name_list(text: str, known: Sequence[str], flag: str, what: str) -> list[str]:
+    """The comma-separated names of ``flag``, each checked to be one of ``known``."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        if name not in known:
+            raise InputError(f"{flag}: unknown {what} {name!r}; choose from {', '.join(known)}")
+    return names
 
 
 def rotate(items: Sequence[str], k: int) -> list[str]:
@@ -109,3 +147,32 @@ def measure_memory(data: BenchData, mode: str, args, *, batch_size: int, max_bat
         "threads": r["threads"],
         "wall_s": outcome.wall_s,
     }
+
+
+def measure_passes(data: BenchData, modes: Sequence[str], args, describe: Callable[[dict], str],
+                   passes: int = 1) -> list[dict]:
+    """``args.repeats`` rounds of one fresh-process pass over the training batches (assembly
+    only) per mode, the order rotating each round; each row is logged as ``describe`` puts it."""
+    runs = []
+    for repeat in range(args.repeats):
+        for mode in rotate(modes, repeat):
+            row = measure_memory(data, mode, args, batch_size=args.batch_size, max_batches=None,
+                                 train=False, repeat=repeat, passes=passes)
+            runs.append(row)
+            report.log(describe(row))
+    return runs
+
+
+def measure_rates(data: BenchData, args) -> dict | None:
+    """The ``rates`` task's result (batch assembly side by side, in a fresh process), or None
+    with a warning when it failed for a reason other than bad input."""
+    rates = run_task("rates", {"dataset": data.name, "data_dir": str(data.data_dir),
+                               "batch_size": args.batch_size, "batches": args.rate_batches,
+                               "trials": args.rate_trials, "seed": args.seed, "threads": args.threads or None},
+                     guard_bytes=int(args.guard_gib * GIB))
+    if rates.ok:
+        return rates.result
+    if rates.status == "input error":
+        raise InputError(rates.message)
+    report.warn(f"batch-assembly rates failed: {rates.status}: {rates.message}")
+    return None

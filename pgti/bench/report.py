@@ -1,5 +1,5 @@
-"""Writing results: CSV, a markdown page (command, machine, date, tables), bar charts, and the
-target lines (``PASS``/``MISS``) that the scripts print."""
+"""Writing results: CSV, a markdown page (command, machine, date, tables), bar charts, the table
+of batch-assembly rates, and the target lines (``PASS``/``MISS``) that the scripts print."""
 
 from __future__ import annotations
 
@@ -7,13 +7,22 @@ import csv
 import shlex
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from pgti.bench.machine import describe_machine, machine_line
 
 
-def command_line(script: str, argv: Sequence[str]) -> str:
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def script(name: str) -> Path:
+    """``scripts/<name>``, the entry point a suite's command line names."""
+    return SCRIPTS / name
+
+
+def command_line(script: str | Path, argv: Sequence[str]) -> str:
     """The command as typed from the repository root."""
     path = Path(script)
     try:
@@ -81,19 +90,20 @@ def write_markdown(path: Path, title: str, command: str, machine: dict, sections
     path.write_text("\n".join(lines) + "\n" + "\n\n".join(sections).rstrip() + "\n")
 
 
-def fmt(value: float | None, spec: str = ".3g", unit: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{unit}"
+def fmt(value, spec: str = ".3g", unit: str = "") -> str:
+    """A float by ``spec`` (and ``unit``); None as "-"; anything else (a count, a text) as it is."""
+    if value is None:
+        return "-"
+    return f"{value:{spec}}{unit}" if isinstance(value, float) else str(value)
 
 
 def bar_chart(path: Path, groups: list[str], series: dict[str, list[float | None]], *, ylabel: str,
               title: str, log: bool = False, notes: dict[tuple[str, str], str] | None = None) -> None:
     """Grouped bars: one group per entry of ``groups``, one bar per key of ``series``. A missing
     value (None) leaves a gap labelled with ``notes[(group, key)]`` if given."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
+
+    plt = _pyplot()
 
     notes = notes or {}
     keys = list(series)
@@ -120,10 +130,77 @@ def bar_chart(path: Path, groups: list[str], series: dict[str, list[float | None
         ax.set_ylim(0, 1)
     ax.legend(handles=[Patch(color=f"C{i}", label=key) for i, key in enumerate(keys)], fontsize=7)
     ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
+@dataclass
+class Panel:
+    """One bar chart of a row of them: a bar per label (horizontal bars with ``horizontal``)."""
+
+    title: str
+    labels: list[str]
+    values: list[float]
+    color: str
+    horizontal: bool = False
+    log: bool = False  # a log scale, where there are values
+
+
+def bar_panels(path: Path, panels: Sequence[Panel], figsize: tuple[float, float]) -> None:
+    """Side-by-side bar charts in one PNG."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize)
+    for ax, p in zip(axes, panels):
+        (ax.barh if p.horizontal else ax.bar)(p.labels, p.values, color=p.color)
+        if p.log and p.values:
+            ax.set_yscale("log")
+        ax.set_title(p.title, fontsize=9)
+        ax.grid(axis="both", alpha=0.3)
+        ax.tick_params(axis="x", labelsize=7)
+        if p.horizontal:
+            ax.tick_params(axis="y", labelsize=6)
+    _save(fig, path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+RATE_METHODS = (  # the contestants of the ``rates`` task, as the tables name them
+    ("peer_same_data", "peer IndexDataset + DataLoader, same float32 series"),
+    ("peer_own_layout", "peer IndexDataset + DataLoader, its loader's array"),
+    ("memcpy", "plain tensor copies of the same bytes"),
+)
+
+
+def rate_rows(rate: dict | None, index_label: str) -> list[dict]:
+    """A row per way of assembling batches in the ``rates`` task's result (none without one):
+    batches/s, GB/s, index / method, the fraction of the same-size copy rate, every trial."""
+    if rate is None:
+        return []
+    rows = []
+    for key, label in (("index", index_label), *RATE_METHODS):
+        value = rate.get(f"{key}_batches_per_s")
+        if value is None:
+            continue
+        rows.append({"method": label, "batches_per_s": value, "gbytes_per_s": value * rate["batch_bytes"] / 1e9,
+                     "vs_index": rate["index_batches_per_s"] / value,
+                     "fraction_of_copy_rate": value / rate["memcpy_batches_per_s"],
+                     "trials": " ".join(f"{v:.0f}" for v in rate[f"{key}_all"])})
+    return rows
 
 
 def log(message: str = "") -> None:
@@ -134,10 +211,11 @@ def warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def start(script: str, argv: Sequence[str]) -> tuple[dict, str]:
-    """Describe the machine and log a benchmark's header; return (machine, command line)."""
+def start(name: str, argv: Sequence[str]) -> tuple[dict, str]:
+    """Describe the machine and log the header of ``scripts/<name>``'s benchmark; return
+    (machine, command line)."""
     machine = describe_machine()
-    command = command_line(script, argv)
+    command = command_line(script(name), argv)
     log(f"date: {machine['date']}\ncommand: {command}\nmachine: {machine_line(machine)}\n"
         f"code: commit {machine['code']}")
     return machine, command

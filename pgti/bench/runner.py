@@ -73,27 +73,6 @@ def run_task(
                    log_tail=tail + report.get("traceback", ""))
 
 
-def run_command(cmd: list[str], *, timeout: float | None = None, guard_bytes: int = DEFAULT_GUARD,
-                env: dict | None = None) -> Outcome:
-    """Run any command under the same watch; ``result`` holds {"returncode", "output"}."""
-    with tempfile.TemporaryDirectory(prefix="pgti-bench-") as tmp:
-        log_path = Path(tmp) / "out.log"
-        start = time.perf_counter()
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-            status = _watch(proc, start, timeout, guard_bytes)
-        wall = time.perf_counter() - start
-        output = log_path.read_text(errors="replace")
-    tail = output[-4000:]
-    if status is not None:
-        return Outcome(status, message=_kill_message(status, timeout, guard_bytes), wall_s=wall, log_tail=tail)
-    result = {"returncode": proc.returncode, "output": output}
-    if proc.returncode != 0:
-        return Outcome("error", result=result, message=f"exit status {proc.returncode}: {_last_line(tail)}",
-                       wall_s=wall, log_tail=tail)
-    return Outcome("ok", result=result, wall_s=wall, log_tail=tail)
-
-
 def _watch(proc: subprocess.Popen, start: float, timeout: float | None, guard_bytes: int) -> str | None:
     """Wait for ``proc``; kill it and return why if it overruns or memory runs short."""
     while proc.poll() is None:

@@ -1,11 +1,8 @@
-"""Sizes of each mode's data, computed before anything is loaded, to refuse what cannot fit.
+"""Sizes of each benchmark mode's data, computed before anything is loaded, to refuse what
+cannot fit. Our storages' sizes are their own predictions (each storage module of
+:mod:`pgti.data.storages` declares its host and device bytes: base about 2L = 24 times the
+series, index the series plus a few chunks, lazy-index the chunks only); this module adds:
 
-For a series of T steps, N nodes, F features and windows of L steps (``n = T - 2L + 1``):
-
-- base materialises every (input, target) pair: ``2 n L N F`` float32 values plus the float32
-  series it is cut from, about 2L = 24 times the series;
-- index keeps the float32 series (T N F values) plus a few 64 MiB chunks while building it;
-- lazy-index keeps no series, only the chunks of the normalisation passes and one batch;
 - the peer (PyTorch Geometric Temporal 0.56.2's ``get_index_dataset``, CPU path) holds, at its
   peak, the copies its loader makes (see :mod:`pgti.bench.peer`): 64 T N bytes for the
   pandas/HDF5 loaders (PeMS, PeMS-All-LA: float64 series, time of day, their concatenation,
@@ -21,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgti.data.features import CHUNK_BYTES
+from pgti.data import storages
+from pgti.data.modes import MODE_NAMES, predicted_bytes
 from pgti.datasets.registry import DatasetSpec
 
 GIB = 1 << 30
@@ -43,54 +41,24 @@ PEER_BYTES_PER_VALUE = {
 
 
 @dataclass(frozen=True)
-class Shape:
-    dataset: str
-    num_timesteps: int
-    num_nodes: int
-    num_features: int
-    lags: int
-    json: bool = False
-
-    @property
-    def num_windows(self) -> int:
-        return self.num_timesteps - 2 * self.lags + 1
-
-    @property
-    def series_bytes(self) -> int:
-        """The float32 (T, N, F) series that index mode keeps."""
-        return self.num_timesteps * self.num_nodes * self.num_features * 4
-
-    @property
-    def windows_bytes(self) -> int:
-        """Every (input, target) window pair, float32: what base mode keeps."""
-        return 2 * self.num_windows * self.lags * self.num_nodes * self.num_features * 4
-
-    @property
-    def json_bytes(self) -> int:
-        return 56 * self.num_timesteps * self.num_nodes if self.json else 0
+class Shape(storages.Shape):
+    """A storage shape with what the benchmarks add: a training step's bytes and the peer."""
 
     def train_bytes(self, batch_size: int) -> int:
         """About what a dcrnn-cell training step on a batch of ``batch_size`` adds at its peak."""
         return batch_size * self.num_nodes * TRAIN_BYTES_PER_SAMPLE_NODE
 
     def estimate(self, mode: str) -> int:
-        """Peak bytes ``mode``'s data needs above the idle interpreter (in host memory: base-gpu
-        and lazy-index-gpu hold what base and lazy-index hold, plus one batch on the GPU)."""
-        mode = {"base-gpu": "base", "lazy-index-gpu": "lazy-index"}.get(mode, mode)
-        chunks = 3 * min(CHUNK_BYTES, 8 * self.num_timesteps * self.num_nodes)
-        if mode == "base":
-            need = self.windows_bytes + self.series_bytes
-        elif mode in ("index", "gpu-index"):
-            need = self.series_bytes + chunks  # gpu-index: host side is the chunks only
-            if mode == "gpu-index":
-                need = chunks
-        elif mode == "lazy-index":
-            need = chunks
-        elif mode == "peer":
-            need = PEER_BYTES_PER_VALUE.get(self.dataset, 64) * self.num_timesteps * self.num_nodes
-        else:
+        """Peak host bytes ``mode``'s data needs above the idle interpreter: the storage
+        registry's prediction for the benchmark mode (pgti.data.modes.MODE_NAMES["bench"]), or
+        the peer's loader."""
+        if mode == "peer":
+            return PEER_BYTES_PER_VALUE.get(self.dataset, 64) * self.num_timesteps * self.num_nodes + self.json_bytes
+        if mode not in MODE_NAMES["bench"]:
             raise ValueError(f"unknown mode {mode!r}")
-        return need + self.json_bytes
+        m = MODE_NAMES["bench"][mode]
+        host, _ = predicted_bytes(m.storage, self, gpu=m.device == "cuda")
+        return host
 
 
 def shape_of(spec: DatasetSpec, nodes: int | None = None, timesteps: int | None = None) -> Shape:

@@ -19,14 +19,18 @@ import time
 import torch
 
 from pgti.bench.rss import PeakRss
-from pgti.data.loader import check_device, prepare
+from pgti.config import BatchingConfig, ModelConfig, RunConfig, TrainingConfig
+from pgti.data.loader import check_device, prepare, read_dataset
+from pgti.data.modes import MODE_NAMES
 from pgti.data.windows import num_windows, split_windows
 from pgti.datasets.formats import load_raw
 
-# The model trains on the GPU in these: gpu-index keeps the series there (GPU-index-batching);
-# base-gpu and lazy-index-gpu copy each batch over, as the standard workflow does.
-GPU_MODES = {"gpu-index": "index", "base-gpu": "base", "lazy-index-gpu": "lazy-index"}
-MEMORY_MODES = ("base", "index", "lazy-index", "gpu-index", "peer", "base-gpu", "lazy-index-gpu")
+# The benchmarks' mode names (pgti.data.modes.MODE_NAMES["bench"]) and the peer's workflow. The
+# model trains on the GPU in gpu-index (the series on the GPU: GPU-index-batching), base-gpu and
+# lazy-index-gpu (each batch copied over, as the standard workflow does).
+PEER = "peer"
+MEMORY_MODES = (*MODE_NAMES["bench"], PEER)
+GPU_MODES = tuple(name for name, mode in MODE_NAMES["bench"].items() if mode.device == "cuda")
 
 
 def task_generate(name: str, data_dir: str, nodes: int | None, timesteps: int | None, seed: int = 0) -> dict:
@@ -88,8 +92,8 @@ def task_memory(
     _set_threads(threads)
     gpu = mode in GPU_MODES
     if gpu:
-        check_device(True, flag=f"mode {mode}")  # one clear line, before CUDA is touched
-    if mode == "peer":
+        check_device(True)  # one clear line, before CUDA is touched
+    if mode == PEER:
         import pandas  # noqa: F401 - PGT's traffic loaders import it with the module
 
         try:  # pandas imports PyTables on the first read_hdf: an import, not the loader's data
@@ -105,11 +109,13 @@ def task_memory(
         from pgti.nn import build_model
 
         _warm_up_training(model, Trainer, TargetUnits, build_model)
+    if mode != PEER:
+        from pgti.engine.session import build_plan, build_session
     torch.manual_seed(seed)
 
     with PeakRss(gpu=gpu) as rss:
         t0 = time.perf_counter()
-        if mode == "peer":
+        if mode == PEER:
             data = _PeerData(dataset, data_dir, batch_size, seed)
             storage_bytes, lags = data.nbytes, data.lags
             edge_index = torch.from_numpy(data.raw.edge_index)
@@ -123,27 +129,33 @@ def task_memory(
 
             if train:
                 units = TargetUnits(torch.tensor(0.0), torch.tensor(1.0), None)
-        else:
-            data = prepare(dataset, data_dir, GPU_MODES.get(mode, mode), gpu=gpu)
-            storage_bytes, lags = data.storage.nbytes, data.lags
-            edge_index, edge_weight = data.edge_index, data.edge_weight
+        else:  # the run's own session: storage, plan, model and trainer, as training builds them
+            config = RunConfig(batching=BatchingConfig(mode=mode, gpu=gpu, batch_size=batch_size,
+                                                       max_batches=max_batches),
+                               model=ModelConfig(name=model), training=TrainingConfig(seed=seed))
+            data = read_dataset(dataset, data_dir, gpu=gpu)
+            storage = MODE_NAMES["bench"][mode].storage
+            if train:
+                session = build_session(config, data, storage=storage, device=data.device)
+                plan = session.plan
+            else:  # batch assembly alone: no model
+                plan = build_plan(config, data, storage=storage, device=data.device)
+            storage_bytes, lags = plan.storages["train"].nbytes, data.lags
 
             def epoch_batches(epoch):
-                return data.batches("train", batch_size, shuffle=True, seed=seed, epoch=epoch,
-                                    max_batches=max_batches)
+                return plan.batches("train", epoch)
 
-            if train:
-                units = TargetUnits.of(data)
         if gpu:
             torch.cuda.synchronize()
         prep_s = time.perf_counter() - t0
 
         trainer = None
-        if train:
-            net = build_model(model, num_nodes=data.num_nodes, num_features=data.num_features,
+        if train and mode == PEER:
+            net = build_model(model, num_nodes=data.num_nodes, num_features=data.num_features, lags=lags,
                               edge_index=edge_index, edge_weight=edge_weight)
-            device = data.device if gpu else torch.device("cpu")
-            trainer = Trainer(net.to(device), units.to(device), lags, device=device)
+            trainer = Trainer(net, units, lags)
+        elif train:
+            trainer = session.trainer
         pass_s, data_s, n_batches = [], [], 0
         for epoch in range(passes):
             t1 = time.perf_counter()
@@ -159,6 +171,8 @@ def task_memory(
             data_s.append(counted.data_s)
             n_batches = counted.count
         shape = (data.raw.num_timesteps, data.num_nodes, data.num_features)
+        if mode != PEER:
+            plan.close()
         data.raw.close()
     return {
         "dataset": dataset,
@@ -187,7 +201,7 @@ def _warm_up_training(model: str, Trainer, TargetUnits, build_model) -> None:
     imports ~800 modules lazily (TorchScript, sympy, ...; ~90 MiB), which are imports, not
     memory the data or the model at size need."""
     edge_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
-    net = build_model(model, num_nodes=3, num_features=1, edge_index=edge_index, edge_weight=torch.ones(3))
+    net = build_model(model, num_nodes=3, num_features=1, lags=4, edge_index=edge_index, edge_weight=torch.ones(3))
     units = TargetUnits(torch.tensor(0.0), torch.tensor(1.0), None)
     x = torch.randn(2, 4, 3, 1)
     Trainer(net, units, 4).train_epoch([(x, x)], total=1)

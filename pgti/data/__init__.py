@@ -1,7 +1,8 @@
-"""Windows, splits, normalisation and the batch storages (base, index, GPU-index, lazy-index)."""
+"""Windows, splits, normalisation, the storages (pgti.data.storages), the batching modes and the
+batch plan."""
 
-from pgti.data.loader import PreparedData, epoch_order, num_batches, prepare
-from pgti.data.storage import MODES
+from pgti.data.loader import PreparedData, epoch_order, num_batches, prepare, read_dataset
 from pgti.data.windows import DEFAULT_RATIOS, split_windows
 
-__all__ = ["MODES", "DEFAULT_RATIOS", "PreparedData", "epoch_order", "num_batches", "prepare", "split_windows"]
+__all__ = ["DEFAULT_RATIOS", "PreparedData", "epoch_order", "num_batches", "prepare", "read_dataset",
+           "split_windows"]

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from pgti.data.windows import SPLITS, Split, train_row_weights
-from pgti.datasets.formats import RawDataset, RowReader
+from pgti.datasets.formats import DAY_NS, RawDataset, RowReader, calendar_features, format_of
 from pgti.errors import InputError
 
-DAY_NS = 86_400 * 10**9
+__all__ = ["CHUNK_BYTES", "DAY_NS", "FeatureBuilder", "Normaliser", "calendar_features", "chunk_rows",
+           "compute_normaliser", "feature_builder", "split_target_rows"]
+
 # Rows are read and converted a slab at a time. Every transient of the conversion is a few
 # times the slab, so the slab is kept small: the memory targets of index (one series plus
 # batches) and lazy-index (far below one series) leave room for little more.
@@ -113,7 +115,8 @@ def compute_normaliser(rows: RowReader, n_train: int, lags: int, how: str, *,
 
 @dataclass(frozen=True)
 class FeatureBuilder:
-    """Channel 0 is the normalised target; then time of day and day of week, if present."""
+    """Channel 0 is the normalised target; then time of day and day of week, if the format's
+    recipe yields them."""
 
     normaliser: Normaliser
     time_of_day: np.ndarray | None = None  # (T,) float32 in [0, 1)
@@ -147,27 +150,14 @@ class FeatureBuilder:
         return out
 
 
-def calendar_features(timestamps_ns: np.ndarray, day_of_week: bool):
-    """Time of day as a fraction of the day, and optionally day of week / 7 (Monday = 0)."""
-    tod = ((timestamps_ns % DAY_NS) / DAY_NS).astype(np.float32)
-    dow = None
-    if day_of_week:
-        # 1970-01-01 was a Thursday (Monday = 0 makes it 3).
-        dow = (((timestamps_ns // DAY_NS) + 3) % 7 / 7.0).astype(np.float32)
-    return tod, dow
-
-
 def split_target_rows(split: Split, lags: int) -> dict[str, tuple[int, int]]:
     """Rows [r0, r1) that the target windows of each split cover."""
     return {name: (lo + lags, hi - 1 + 2 * lags) for name in SPLITS for lo, hi in [getattr(split, name)]}
 
 
 def feature_builder(raw: RawDataset, split: Split, lags: int, day_of_week: bool = False) -> FeatureBuilder:
+    """The normalised value, then the channels of the format's feature recipe (see
+    :mod:`pgti.datasets.formats.base`): time of day and day of week where the files have dates."""
     normaliser = compute_normaliser(raw.rows, split.size("train"), lags, raw.spec.normalisation,
                                     target_rows=split_target_rows(split, lags), missing=raw.spec.missing_value)
-    if raw.timestamps_ns is None:
-        if day_of_week:
-            raise InputError(f"--day-of-week needs timestamps; {raw.spec.name} has none")
-        return FeatureBuilder(normaliser)
-    tod, dow = calendar_features(raw.timestamps_ns, day_of_week)
-    return FeatureBuilder(normaliser, tod, dow)
+    return FeatureBuilder(normaliser, **format_of(raw.spec).features(raw, day_of_week))

@@ -6,28 +6,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import numpy as np
 import torch
 
 from pgti.data.features import FeatureBuilder, feature_builder
-from pgti.data.storage import MODES, BaseStorage, IndexStorage, LazyIndexStorage
+from pgti.data.modes import MODE_NAMES
+from pgti.data.plan import iterate
+from pgti.data.samplers import batches_of, epoch_order, num_batches, rank_share
+from pgti.data.storages import BuildContext, Shape, build_storages
 from pgti.data.windows import DEFAULT_RATIOS, Split, num_windows, split_windows
 from pgti.datasets.formats import RawDataset, load_raw
 from pgti.errors import InputError
 
-
-def epoch_order(n: int, *, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
-    """The order of a split's windows in one epoch: a seeded permutation, or 0..n-1."""
-    if not shuffle:
-        return torch.arange(n)
-    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint64)
-    generator = torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
-    return torch.randperm(n, generator=generator)
-
-
-def num_batches(num_samples: int, batch_size: int, max_batches: int | None = None) -> int:
-    n = -(-num_samples // batch_size)
-    return n if max_batches is None else min(n, max_batches)
+__all__ = ["PreparedData", "check_device", "epoch_order", "num_batches", "prepare", "read_dataset"]
 
 
 @dataclass
@@ -37,7 +27,7 @@ class PreparedData:
     lags: int
     split: Split
     features: FeatureBuilder
-    storage: BaseStorage | IndexStorage | LazyIndexStorage
+    storage: object | None  # a pgti.data.storages storage; None where each rank builds its own
     device: torch.device  # where batches are used (the model's device)
 
     @property
@@ -60,15 +50,20 @@ class PreparedData:
     def edge_weight(self) -> torch.Tensor:
         return torch.from_numpy(self.raw.edge_weight)
 
-    def check_batch_size(self, batch_size: int, flag: str = "--batch-size") -> None:
+    @property
+    def shape(self) -> Shape:
+        """What the storages' predicted sizes depend on."""
+        return Shape(self.spec.name, self.raw.num_timesteps, self.num_nodes, self.num_features, self.lags,
+                     json=not self.spec.is_traffic)
+
+    def check_batch_size(self, batch_size: int) -> None:
         if batch_size < 1:
-            raise InputError(f"{flag} must be positive, got {batch_size}")
+            raise InputError(f"must be positive, got {batch_size}", field="batching.batch_size")
         for name in ("train", "val", "test"):
             if batch_size > self.split.size(name):
                 raise InputError(
-                    f"{flag} {batch_size} is larger than the {name} split of {self.spec.name} "
-                    f"({self.split.size(name)} windows)"
-                )
+                    f"{batch_size} is larger than the {name} split of {self.spec.name} "
+                    f"({self.split.size(name)} windows)", field="batching.batch_size")
 
     def batches(
         self,
@@ -79,23 +74,13 @@ class PreparedData:
         seed: int = 0,
         epoch: int = 0,
         max_batches: int | None = None,
-        starts: torch.Tensor | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (X, Y) batches of a split (or of the given window ``starts``) in epoch order.
-
-        The order is built once per epoch and moved to the storage's device once, so
-        GPU-index batches need no host-to-device copy; base and lazy batches are moved to
-        ``self.device`` one by one, as the standard workflow does.
-        """
-        if starts is None:
-            starts = torch.from_numpy(self.split.starts(split))
-        order = starts[epoch_order(len(starts), shuffle=shuffle, seed=seed, epoch=epoch)]
-        order = order.to(self.storage.device)
-        for i in range(num_batches(len(order), batch_size, max_batches)):
-            x, y = self.storage.gather(order[i * batch_size : (i + 1) * batch_size])
-            if x.device != self.device:
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            yield x, y
+        """(X, Y) batches of a split in epoch order (a seeded shuffle with ``shuffle``), through
+        the one batch iterator (:func:`pgti.data.plan.iterate`). Training goes through a
+        :class:`~pgti.data.plan.Plan`; this is for looking at the data."""
+        positions = rank_share(self.split.size(split), 1, 0, shuffle=shuffle, seed=seed, epoch=epoch, pad=False)
+        first = int(getattr(self.split, split)[0])
+        return iterate(self.storage, [p + first for p in batches_of(positions, batch_size, max_batches)], self.device)
 
     # --- units -----------------------------------------------------------------------------
 
@@ -115,15 +100,38 @@ class PreparedData:
         return torch.as_tensor(value, dtype=torch.float32, device=self.device)
 
     def close(self) -> None:
+        close = getattr(self.storage, "close", None)
+        if callable(close):
+            close()
         self.raw.close()
 
 
-def check_device(gpu: bool, flag: str = "--gpu") -> torch.device:
+def check_device(gpu: bool) -> torch.device:
     if not gpu:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise InputError(f"{flag} was given but no usable CUDA GPU is visible to torch")
+        raise InputError("was given but no usable CUDA GPU is visible to torch", field="batching.gpu")
     return torch.device("cuda", torch.cuda.current_device())
+
+
+def read_dataset(
+    dataset: str,
+    data_dir: str | Path = "data",
+    *,
+    gpu: bool = False,
+    ratios=DEFAULT_RATIOS,
+    day_of_week: bool = False,
+    raw: RawDataset | None = None,
+) -> PreparedData:
+    """Read ``dataset``, split it and fit its features (the normalisation statistics), without
+    building a storage: what every rank and every storage starts from."""
+    device = check_device(gpu)
+    raw = raw if raw is not None else load_raw(dataset, data_dir)
+    lags = raw.spec.lags
+    n = num_windows(raw.num_timesteps, lags, raw.rows.source)
+    split = split_windows(n, ratios, raw.rows.source)
+    features = feature_builder(raw, split, lags, day_of_week)
+    return PreparedData(raw, "", lags, split, features, None, device)
 
 
 def prepare(
@@ -136,23 +144,17 @@ def prepare(
     day_of_week: bool = False,
     raw: RawDataset | None = None,
 ) -> PreparedData:
-    """Read ``dataset`` and build its storage for ``mode`` (base | index | lazy-index).
+    """Read ``dataset`` and build the single-node storage ``mode`` (a name of
+    ``MODE_NAMES["single"]``: base | index | lazy-index) for rank 0 of a world of one.
 
     ``gpu`` puts the model's batches on the GPU: index mode then keeps the series on the GPU
     (GPU-index-batching); base and lazy-index copy each batch over.
     """
-    if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r} for --mode; choose one of {', '.join(MODES)}")
-    device = check_device(gpu)
-    raw = raw if raw is not None else load_raw(dataset, data_dir)
-    lags = raw.spec.lags
-    n = num_windows(raw.num_timesteps, lags, raw.rows.source)
-    split = split_windows(n, ratios, raw.rows.source)
-    features = feature_builder(raw, split, lags, day_of_week)
-    if mode == "base":
-        storage = BaseStorage(raw.rows, features, lags, n)
-    elif mode == "index":
-        storage = IndexStorage(raw.rows, features, lags, device)
-    else:
-        storage = LazyIndexStorage(raw.rows, features, lags)
-    return PreparedData(raw, mode, lags, split, features, storage, device)
+    if mode not in MODE_NAMES["single"]:
+        raise InputError(f"unknown mode {mode!r}; choose one of {', '.join(MODE_NAMES['single'])}",
+                         field="batching.mode")
+    data = read_dataset(dataset, data_dir, gpu=gpu, ratios=ratios, day_of_week=day_of_week, raw=raw)
+    storage = MODE_NAMES["single"][mode].storage
+    data.mode = storage
+    data.storage = build_storages(storage, BuildContext(data, data.device))["train"]
+    return data

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pgti.config import DEFAULT_RATIOS
 from pgti.errors import InputError
 
-DEFAULT_RATIOS = (0.7, 0.1, 0.2)
 SPLITS = ("train", "val", "test")
 
 
@@ -27,14 +27,14 @@ def num_windows(num_timesteps: int, lags: int, source: str = "the series") -> in
     return n
 
 
-def validate_ratios(ratios, flag: str = "--split") -> tuple[float, float, float]:
+def validate_ratios(ratios) -> tuple[float, float, float]:
     ratios = tuple(float(r) for r in ratios)
     if len(ratios) != 3:
-        raise InputError(f"{flag} needs three ratios (train val test), got {len(ratios)}")
+        raise InputError(f"needs three ratios (train val test), got {len(ratios)}", field="data.split")
     if any(not np.isfinite(r) or r <= 0 for r in ratios):
-        raise InputError(f"{flag} ratios must each be positive, got {ratios}")
+        raise InputError(f"ratios must each be positive, got {ratios}", field="data.split")
     if abs(sum(ratios) - 1.0) > 1e-6:
-        raise InputError(f"{flag} ratios must sum to 1, got {ratios} (sum {sum(ratios):g})")
+        raise InputError(f"ratios must sum to 1, got {ratios} (sum {sum(ratios):g})", field="data.split")
     return ratios
 
 
@@ -68,6 +68,14 @@ def split_windows(n: int, ratios=DEFAULT_RATIOS, source: str = "the series") -> 
                 f"gives train/val/test = {n_train}/{n_val}/{n_test}; use a longer series or other ratios"
             )
     return Split((0, n_train), (n_train, n_train + n_val), (n_train + n_val, n))
+
+
+def window_block(rows: np.ndarray, lags: int, count: int, shift: int = 0) -> np.ndarray:
+    """``count`` materialised windows of ``lags`` rows, starting at rows shift, shift + 1, ...:
+    (count, L, N, F), contiguous. X of window s is ``window_block(series, L, 1, s)``, its Y
+    ``window_block(series, L, 1, s + L)``: what base mode and the cluster's window pairs hold."""
+    view = np.lib.stride_tricks.sliding_window_view(rows, lags, axis=0)  # (rows - L + 1, N, F, L)
+    return np.ascontiguousarray(view[shift : shift + count].transpose(0, 3, 1, 2))
 
 
 def train_row_weights(t0: int, t1: int, n_train: int, lags: int) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Checked reading of JSON dataset files: every field a reader takes is checked for its JSON type
 and shape, and a problem becomes one InputError line naming the file, where in it (e.g.
-``'FX'[3][4]``) and what was found. Used by every JSON format (formats.py, pgt_json.py).
+``'FX'[3][4]``) and what was found. Used by every JSON format (pgti/datasets/formats/*_json.py).
 """
 
 from __future__ import annotations

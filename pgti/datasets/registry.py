@@ -4,7 +4,7 @@ Sizes are facts about the real data, used as the default size of synthetic data:
 - chickenpox: 20 counties x 521 weeks (Rozemberczki et al. 2021, shipped in data/).
 - montevideo-bus: 675 bus stops x 744 hours, October 2020; pedalme: 15 London areas x 35 weeks;
   england-covid: 129 NUTS3 regions x 61 days from 2020-03-03 (PyTorch Geometric Temporal's
-  dataset/ folder, shipped in data/; see pgti/datasets/pgt_json.py).
+  dataset/ folder, shipped in data/; see pgti/datasets/formats/).
 - windmill-large: 319 windmills x 17,472 hours (PyTorch Geometric Temporal's WindmillOutputLarge).
 - metr-la: 207 sensors x 34,272 five-minute steps, Mar-Jun 2012 (Li et al., DCRNN, ICLR 2018).
 - pems-bay: 325 sensors x 52,116 steps, Jan-Jun 2017 (DCRNN).
@@ -26,8 +26,9 @@ PGT_DATASET = "https://raw.githubusercontent.com/benedekrozemberczki/pytorch_geo
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    # "chickenpox-json" | "windmill-json" | "dcrnn-h5" | "montevideo-bus-json" | "pedalme-json"
-    # | "england-covid-json"
+    # The name of a file format: the ``FORMAT.name`` of a module of pgti/datasets/formats/
+    # ("dcrnn-h5", "chickenpox-json", "windmill-json", "montevideo-bus-json", "pedalme-json",
+    # "england-covid-json"). It picks the reader, the feature channels and the synthetic data.
     format: str
     lags: int  # L: input window length = target window length
     num_nodes: int

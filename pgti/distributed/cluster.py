@@ -117,19 +117,20 @@ def read_scheduler_address(path: Path) -> str:
     """The scheduler's address from a Dask scheduler file (JSON written by ``dask scheduler
     --scheduler-file``), checked: an untrusted file gets one line naming what is wrong."""
     if not path.is_file():
-        raise InputError(f"--dask-cluster-file {path} does not exist (is the Dask scheduler running?)")
+        raise InputError(f"{path} does not exist (is the Dask scheduler running?)", field="distributed.cluster_file")
     try:
         info = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"--dask-cluster-file {path} is not a Dask scheduler file (not JSON: {exc})") from None
+        raise InputError(f"{path} is not a Dask scheduler file (not JSON: {exc})",
+                         field="distributed.cluster_file") from None
     address = info.get("address") if isinstance(info, dict) else None
     if not isinstance(address, str) or "://" not in address or not host_of(address):
-        raise InputError(f"--dask-cluster-file {path} is not a Dask scheduler file: it has no 'address' "
-                         f"such as tcp://host:port (found {address!r})")
+        raise InputError(f"{path} is not a Dask scheduler file: it has no 'address' "
+                         f"such as tcp://host:port (found {address!r})", field="distributed.cluster_file")
     try:
         urlparse(address).port
     except ValueError:
-        raise InputError(f"--dask-cluster-file {path}: bad port in address {address!r}") from None
+        raise InputError(f"{path}: bad port in address {address!r}", field="distributed.cluster_file") from None
     return address
 
 
@@ -138,8 +139,8 @@ def _local_cuda_cluster(npar: int, level: int):
         from dask_cuda import LocalCUDACluster
     except ImportError:
         raise InputError(
-            "--gpu without --dask-cluster-file starts a dask-cuda cluster, but dask-cuda is not "
-            "installed (pip install -e '.[gpu]')"
+            "batching.gpu without distributed.cluster_file starts a dask-cuda cluster, but dask-cuda is not "
+            "installed (pip install -e '.[gpu]')", field="batching.gpu"
         ) from None
     import torch
 

@@ -1,9 +1,10 @@
-"""The distributed drivers (``ddp_testing/*.py``): flags, cluster, data in the cluster, one DDP
-rank per Dask worker, CSVs. :func:`main` is their entry point, :func:`run_distributed` the
-library call (the benchmark uses it).
+"""The distributed drivers (``ddp_testing/*.py``): cluster, data in the cluster, one DDP rank per
+Dask worker, CSVs. :func:`run_distributed` runs a config (the command line is
+:func:`pgti.engine.cli.ddp_main`; the benchmark calls it too).
 
-The client (this process) validates the flags, opens the run directory (config.json), computes
-the normalisation statistics (``prepare``), puts the data where the mode wants it, starts one
+The client (this process) checks the config, opens the run directory (config.json), computes
+the normalisation statistics (``read_dataset``), puts the data where the mode's storage wants it
+(its ``publish``), starts one
 training task per worker and watches them. Rank 0 writes per_epoch_stats.csv as epochs end;
 each rank writes its own system_stats_rank<r>.csv; the client writes stats.csv and
 dask_transfers.csv at the end.
@@ -11,22 +12,21 @@ dask_transfers.csv at the end.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import sys
 import time
-import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
-from pgti.cli_util import add_bool_flag, positive_float, positive_int, run_cli
-from pgti.data.loader import PreparedData, prepare
+from pgti.config import RunConfig
+from pgti.data.loader import PreparedData, read_dataset
+from pgti.data.modes import MODE_NAMES, Mode
+from pgti.data.storages import get_storage
 from pgti.data.windows import SPLITS
 from pgti.distributed.cluster import (
-    DEFAULT_WORKER_TIMEOUT,
     open_cluster,
     read_scheduler_address,
     place_ranks,
@@ -34,29 +34,15 @@ from pgti.distributed.cluster import (
     transfer_totals,
 )
 from pgti.distributed.rank import RankJob, train_rank
-from pgti.distributed.storage import (
-    RowShape,
-    feature_series,
-    partition_owners,
-    placed_series,
-    window_arrays,
-)
+from pgti.distributed.storage import RowShape
 from pgti.engine.checkpoint import fingerprint
-from pgti.engine.run import build_parser, open_run, stats_row, summary_line, validate_args
+from pgti.engine.run import open_run, stats_row, summary_line, validate_config
 from pgti.errors import InputError
 from pgti.nn.baselines import training_statistics
 from pgti.observability.outputs import STATS_FILE, CsvAppender, write_stats
 
 TRANSFERS_FILE = "dask_transfers.csv"
 TRANSFER_COLUMNS = ("phase", "epoch", "bytes", "train_batches", "val_batches")
-DEFAULT_DIST_TIMEOUT = 300.0
-
-
-@dataclass(frozen=True)
-class Mode:
-    layout: str  # where the series lives: windows | local-index | series | slab (rank.LAYOUTS)
-    policy: str  # which windows each rank takes: global | batch-shuffle (plans.POLICIES)
-    summary: str
 
 
 @dataclass(frozen=True)
@@ -64,32 +50,19 @@ class Driver:
     name: str
     prefix: str  # run label = <prefix>-<mode>, the mode column of stats.csv
     description: str
-    modes: dict[str, Mode]
+
+    @property
+    def modes(self) -> dict[str, Mode]:
+        """This driver's mode names (pgti.data.modes.MODE_NAMES)."""
+        return MODE_NAMES[self.name]
 
 
-_STANDARD = Mode("windows", "global",
-                 "standard DDP: every window pair materialised in the cluster's memory, "
-                 "DistributedSampler shuffling")
 DRIVERS: dict[str, Driver] = {
     d.name: d
     for d in (
-        Driver("pems_ddp.py", "ddp", "Distributed DCRNN training (DDP on Dask workers)", {
-            "dask": _STANDARD,
-            "index": Mode("local-index", "global",
-                          "distributed index-batching: each rank holds the whole normalised series"),
-            "dask-index": Mode("series", "global",
-                               "the series held once in the cluster; each batch fetches only its rows"),
-        }),
-        Driver("opt_baseline.py", "opt-baseline", "Baseline for opt_pems_ddp.py: standard DDP with global shuffling", {
-            "dask": _STANDARD,
-        }),
-        Driver("opt_pems_ddp.py", "opt", "Generalised distributed index-batching with batch-level shuffling", {
-            "dask": Mode("windows", "batch-shuffle",
-                         "window pairs in the cluster; each rank takes a contiguous partition, shuffled by batch"),
-            "dask-index": Mode("slab", "batch-shuffle",
-                               "each rank keeps its partition's slab of the series plus a 2L-1 halo; "
-                               "shuffled by batch"),
-        }),
+        Driver("pems_ddp.py", "ddp", "Distributed training (DDP on Dask workers)"),
+        Driver("opt_baseline.py", "opt-baseline", "Baseline for opt_pems_ddp.py: standard DDP with global shuffling"),
+        Driver("opt_pems_ddp.py", "opt", "Generalised distributed index-batching with batch-level shuffling"),
     )
 }
 
@@ -98,36 +71,14 @@ class TrainingFailed(RuntimeError):
     """A rank failed or its worker left the cluster; the message says which and why."""
 
 
-def build_ddp_parser(driver: Driver) -> argparse.ArgumentParser:
-    p = build_parser(None, prog=driver.name, modes=tuple(driver.modes), description=driver.description,
-                     mode_help="; ".join(f"{name}: {m.summary}" for name, m in driver.modes.items()))
-    add_bool_flag(p, "--dist", help="multi-node run: join the Dask cluster of --dask-cluster-file "
-                                    "(started by submit.sh / submit_slurm.sh)")
-    p.add_argument("-np", "--npar", type=positive_int, default=2,
-                   help="number of DDP ranks, one per Dask worker (GPU workers with --gpu)")
-    p.add_argument("--dask-cluster-file", default=None, metavar="PATH",
-                   help="scheduler file of a running Dask cluster; without it a local cluster of "
-                        "--npar workers is started")
-    p.add_argument("--worker-timeout", type=positive_float, default=DEFAULT_WORKER_TIMEOUT,
-                   help="seconds to wait for --npar workers to register")
-    p.add_argument("--dist-timeout", type=positive_float, default=DEFAULT_DIST_TIMEOUT,
-                   help="seconds a rank waits in a collective (torch.distributed timeout)")
-    p.add_argument("--fail-after", default=None, help=argparse.SUPPRESS)  # tests: RANK:EPOCH:BATCHES
-    return p
-
-
-def check_ddp_args(args: argparse.Namespace) -> None:
-    validate_args(args)
-    if args.dist and not args.dask_cluster_file:
-        raise InputError("--dist needs --dask-cluster-file (the scheduler file the launch script writes)")
-    if args.dask_cluster_file:
-        read_scheduler_address(Path(args.dask_cluster_file))
-    if args.fail_after is not None:
-        try:
-            rank, epoch, count = (int(v) for v in args.fail_after.split(":"))
-        except ValueError:
-            raise InputError(f"--fail-after takes RANK:EPOCH:BATCHES, got {args.fail_after!r}") from None
-        args.fail_after = (rank, epoch, count)
+def check_distributed(config: RunConfig) -> None:
+    validate_config(config)
+    d = config.distributed
+    if d.dist and not d.cluster_file:
+        raise InputError("a multi-node run needs the scheduler file the launch script writes "
+                         "(distributed.cluster_file)", field="distributed.dist")
+    if d.cluster_file:
+        read_scheduler_address(Path(d.cluster_file))
 
 
 @dataclass
@@ -162,40 +113,48 @@ class DistributedRun:
     split_sizes: dict[str, int]  # windows per split
 
 
-def run_distributed(args: argparse.Namespace, driver: Driver, *, log: Callable[[str], None] | None = None
-                    ) -> DistributedRun:
+def run_distributed(config: RunConfig, driver: Driver, *, log: Callable[[str], None] | None = None,
+                    args: dict | None = None) -> DistributedRun:
+    """Run ``config`` (its ``distributed`` section set) with ``driver``'s mode of that name."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    check_ddp_args(args)
-    mode = driver.modes[args.mode]
-    label = f"{driver.prefix}-{args.mode}"
-    with open_run(args, args.dataset, label=label, extra={
-            "driver": driver.name, "label": label, "world_size": args.npar, "layout": mode.layout,
-            "sharding": mode.policy}) as run:
+    check_distributed(config)
+    name, ranks_wanted = config.batching.mode, config.distributed.npar
+    if name not in driver.modes:
+        raise InputError(f"{driver.name} has no mode {name!r}; choose one of {', '.join(driver.modes)}",
+                         field="batching.mode")
+    mode = driver.modes[name].on(config.batching.gpu)
+    kind = get_storage(mode.storage)
+    label = f"{driver.prefix}-{name}"
+    with open_run(config, config.data.dataset, label=label, args=args, extra={
+            "driver": driver.name, "label": label, "world_size": ranks_wanted, "storage": mode.storage,
+            "sharding": mode.sharding}) as run:
         t0 = time.perf_counter()
-        data = prepare(args.dataset, args.data_dir, "lazy-index", gpu=False, ratios=args.split,
-                       day_of_week=args.day_of_week)
+        data = read_dataset(config.data.dataset, config.data.data_dir, gpu=False, ratios=config.data.split,
+                            day_of_week=config.data.day_of_week)
         with contextlib.closing(data):
-            data.check_batch_size(args.batch_size)
-            if data.split.size("train") < args.npar:
-                raise InputError(f"-np {args.npar} ranks but only {data.split.size('train')} training windows")
-            data_fingerprint = fingerprint(data, args.model)
+            data.check_batch_size(config.batching.batch_size)
+            if data.split.size("train") < ranks_wanted:
+                raise InputError(f"{ranks_wanted} ranks but only {data.split.size('train')} training windows",
+                                 field="distributed.npar")
+            data_fingerprint = fingerprint(data, config.model.name)
             stats = training_statistics(data)  # read here, where the rows are: the ranks get the table
             if run.checkpoint is not None:
                 run.checkpoint.check_matches(data_fingerprint)  # before a cluster is started
-            with open_cluster(args.npar, gpu=args.gpu, scheduler_file=args.dask_cluster_file, debug=args.debug,
-                              worker_timeout=args.worker_timeout) as client:
-                slots = place_ranks(client, args.npar)
+            d = config.distributed
+            with open_cluster(ranks_wanted, gpu=config.batching.gpu, scheduler_file=d.cluster_file,
+                              debug=config.output.debug, worker_timeout=d.worker_timeout) as client:
+                slots = place_ranks(client, ranks_wanted)
                 run.begin(data_fingerprint)
                 job_id = uuid.uuid4().hex[:12]
                 before = sum(transfer_totals(client).values())
-                datasets = _publish(client, mode.layout, data, job_id, slots)
+                datasets = kind.publish(client, data, slots, job_id) if kind.publish is not None else {}
                 setup_bytes = sum(transfer_totals(client).values()) - before
                 client_preprocessing = time.perf_counter() - t0
-                job = RankJob(job_id, args, label, mode.layout, mode.policy, _for_ranks(data, mode.layout),
-                              str(run.run_dir), args.npar, slots[0].host, datasets, stats,
+                job = RankJob(job_id, config, label, mode, _for_ranks(data, reads_file=kind.publish is None),
+                              str(run.run_dir), ranks_wanted, slots[0].host, datasets, stats,
                               resume=str(run.checkpoint.path) if run.checkpoint else None,
-                              own_stderr=not args.dask_cluster_file, fail_after=args.fail_after)
-                log(f"{label}: {args.npar} ranks on {len({s.host for s in slots})} host(s); data ready in "
+                              own_stderr=not d.cluster_file)
+                log(f"{label}: {ranks_wanted} ranks on {len({s.host for s in slots})} host(s); data ready in "
                     f"{client_preprocessing:.1f} s -> {run.run_dir}")
                 ranks = _train_on_workers(client, job, slots, log)
         return _finish(run, label, ranks, setup_bytes, client_preprocessing,
@@ -223,7 +182,7 @@ def _train_on_workers(client, job: RankJob, slots: list, log) -> list[dict]:
 def _finish(run, label: str, ranks: list[dict], setup_bytes: int, client_preprocessing: float,
             split_sizes: dict[str, int], log) -> DistributedRun:
     """dask_transfers.csv and stats.csv (from rank 0's history and test metrics)."""
-    args, rank0 = run.args, ranks[0]
+    rank0 = ranks[0]
     if len({r["parameters"] for r in ranks}) != 1:
         log("warning: the ranks' final parameters differ (replicas out of sync): "
             + ", ".join(f"rank {r['rank']} {r['parameters']}" for r in ranks))
@@ -246,34 +205,11 @@ def _finish(run, label: str, ranks: list[dict], setup_bytes: int, client_preproc
                           total, split_sizes)
 
 
-def _for_ranks(data: PreparedData, layout: str) -> PreparedData:
+def _for_ranks(data: PreparedData, *, reads_file: bool) -> PreparedData:
     """What the ranks get of the prepared data: never a storage, and no file reader where the
     series is in the cluster (so an in-memory series is not shipped to every rank)."""
-    raw = data.raw if layout == "local-index" else dataclasses.replace(data.raw, rows=RowShape(data.raw.rows))
+    raw = data.raw if reads_file else dataclasses.replace(data.raw, rows=RowShape(data.raw.rows))
     return dataclasses.replace(data, raw=raw, storage=None)
-
-
-def _publish(client, layout: str, data: PreparedData, job_id: str, slots: list) -> dict[str, str]:
-    """Compute the mode's arrays on the workers, keep them there, and name them for the ranks."""
-    from distributed import wait
-
-    if layout == "local-index":
-        return {}
-    workers = len(slots)
-    if layout == "slab":  # the raw rows of each rank's partitions, read on its own worker
-        owners = partition_owners(data.split, workers, data.raw.num_timesteps)
-        series = placed_series(client, data.raw.rows, [(a, b, slots[rank].address) for a, b, rank in owners])
-    else:
-        series = feature_series(data.raw.rows, data.features, workers)
-    if layout == "windows":
-        x, y = window_arrays(series, data.lags, data.split.test[1], workers)
-        arrays = dict(zip(("x", "y"), client.persist([x, y])))
-    else:
-        arrays = {"series": client.persist(series)}
-    wait(list(arrays.values()))
-    names = {role: f"pgti-{job_id}-{role}" for role in arrays}
-    client.publish_dataset(**{names[role]: array for role, array in arrays.items()})
-    return names
 
 
 def _supervise(client, futures, slots, poll: float = 0.2) -> list[dict]:
@@ -336,22 +272,3 @@ def _transfer_rows(setup_bytes: int, ranks: list[dict]) -> list[dict]:
             row.update(train_batches=batches["train"], val_batches=batches["val"])
         rows.append(row)
     return rows
-
-
-def main(driver_name: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``ddp_testing/<driver>.py``."""
-    driver = DRIVERS[driver_name]
-
-    def _main(arguments):
-        args = build_ddp_parser(driver).parse_args(arguments)
-        run_distributed(args, driver)
-        return 0
-
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    try:
-        return run_cli(_main, arguments)
-    except TrainingFailed as exc:
-        if any(a in ("-d", "--debug") or a.startswith("--debug=") for a in arguments):
-            traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
-        return 1

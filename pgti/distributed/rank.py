@@ -6,14 +6,14 @@ of the windows that this worker holds to the other ranks).
 
 Then: join the process group (gloo on CPU, NCCL on GPUs) through a TCPStore that rank 0 opens
 on a free port of its own host, and whose port reaches the other ranks through a Dask
-``Variable``; build this rank's storage and batch plan; train with the single-node ``Trainer``
-and ``fit`` (the model wrapped in DDP, metric sums all-reduced); evaluate; leave the process
-group on every way out.
+``Variable``; build this rank's session with the one session builder
+(:func:`pgti.engine.session.build_session`: the mode's storage, this rank's shard of the
+windows, the model wrapped in DDP, metric sums all-reduced); train with ``fit``; evaluate;
+leave the process group on every way out.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import faulthandler
 import gc
@@ -28,36 +28,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from pgti.config import RunConfig
 from pgti.data.loader import PreparedData
-from pgti.data.storage import IndexStorage
+from pgti.data.modes import Mode
 from pgti.data.windows import SPLITS
 from pgti.distributed.cluster import Slot, select_gpu, worker_outgoing_bytes
-from pgti.distributed.plans import RankPlan, Sharding
-from pgti.distributed.samplers import partition_bounds
-from pgti.distributed.storage import (
-    ChunkedArray,
-    DaskSeriesStorage,
-    DaskWindowStorage,
-    LocalStorage,
-    SlabStorage,
-)
-from pgti.engine.metrics import TargetUnits
-from pgti.engine.run import (
-    baseline_models,
-    fit_model,
-    metric_columns,
-    model_size_options,
-    seed_everything,
-    trainer_options,
-)
 from pgti.engine.checkpoint import CHECKPOINT, fingerprint, read_checkpoint
-from pgti.engine.trainer import Trainer, fit
-from pgti.nn import build_model
+from pgti.engine.run import baseline_models, metric_columns
+from pgti.engine.session import build_session
+from pgti.engine.trainer import fit
 from pgti.nn.baselines import TrainingStatistics
 from pgti.observability.monitor import MemoryMonitor
 from pgti.observability.outputs import EPOCH_COLUMNS, EPOCHS_FILE, CsvAppender
-
-LAYOUTS = ("windows", "local-index", "series", "slab")
 
 
 @dataclass
@@ -65,10 +47,9 @@ class RankJob:
     """Everything a rank needs; pickled once per rank into its Dask task."""
 
     job_id: str
-    args: argparse.Namespace
+    config: RunConfig
     label: str  # e.g. "opt-dask-index": the mode as written to stats.csv
-    layout: str  # where the series lives (LAYOUTS)
-    policy: str  # sharding policy (plans.POLICIES)
+    mode: Mode  # storage, device and sharding
     data: PreparedData  # no storage; no file reader where the series is in the cluster
     run_dir: str
     world: int
@@ -77,7 +58,6 @@ class RankJob:
     stats: TrainingStatistics  # the baselines' training statistics, computed by the client
     resume: str | None = None
     own_stderr: bool = False  # local cluster: the worker's stderr is the user's terminal; log to a file
-    fail_after: tuple[int, int, int] | None = None  # tests: (rank, epoch, batches) -> os._exit
 
     @property
     def topic(self) -> str:
@@ -114,7 +94,7 @@ def train_rank(job: RankJob, slot: Slot) -> dict:
     with MemoryMonitor(Path(job.run_dir) / system_stats_file(slot.rank), phase="preprocessing") as monitor:
         t0 = time.perf_counter()
         sent = _Counter()
-        device = _device(job.args.gpu, slot)
+        device = _device(job.config.batching.gpu, slot)
         try:
             _join_process_group(job, slot, device, client)
             result = _train(job, slot, device, client, monitor, log, sent, t0)
@@ -130,26 +110,17 @@ def train_rank(job: RankJob, slot: Slot) -> dict:
 
 def _train(job: RankJob, slot: Slot, device: torch.device, client, monitor: MemoryMonitor, log,
            sent: "_Counter", t0: float) -> dict:
-    args, rank, run_dir = job.args, slot.rank, Path(job.run_dir)
+    config, rank, run_dir = job.config, slot.rank, Path(job.run_dir)
     data = job.data
-    data.device = device
-    storages = _storages(job, slot, device, client)
-    sharding = Sharding(job.policy, data.split, job.world, rank, args.batch_size, args.seed, args.max_batches)
-    plan = RankPlan(sharding, storages, device, on_batch=_failure_hook(job, rank))
-    seed_everything(args.seed)
-    model = build_model(args.model, num_nodes=data.num_nodes, num_features=data.num_features,
-                        edge_index=data.edge_index, edge_weight=data.edge_weight,
-                        **model_size_options(args)).to(device)
-    fit_model(model, job.stats)
-    # A model without trainable parameters (a baseline) has no gradients to all-reduce: DDP refuses it.
-    wrapped = _wrap_ddp(model, device) if any(p.requires_grad for p in model.parameters()) else model
-    trainer = Trainer(wrapped, TargetUnits.of(data), data.lags, device=device, progress=False,
-                      reduce=_all_reduce_sum, **trainer_options(args))
+    session = build_session(config, data, storage=job.mode.storage, device=device, world=job.world, rank=rank,
+                            sharding=job.mode.sharding, client=client, datasets=job.datasets, stats=job.stats,
+                            wrap=lambda model: _wrap_ddp(model, device), reduce=_all_reduce_sum)
+    trainer, plan, model = session.trainer, session.plan, session.model
     start_epoch, history = 0, []
     if job.resume:  # the client has checked it against this run's data and model
         start_epoch, history = read_checkpoint(job.resume).restore(trainer)
     dist.barrier()
-    if job.layout == "slab" and rank == 0:
+    if job.mode.storage == "slab" and rank == 0:
         # Every rank holds its slab now: the cluster's copy of the series can go.
         for name in job.datasets.values():
             client.unpublish_dataset(name)
@@ -169,13 +140,14 @@ def _train(job: RankJob, slot: Slot, device: torch.device, client, monitor: Memo
 
     t1 = time.perf_counter()
     try:
-        history = fit(trainer, plan, epochs=args.epochs, start_epoch=start_epoch, history=history,
+        history = fit(trainer, plan, epochs=config.training.epochs, start_epoch=start_epoch, history=history,
                       annotate=lambda row: {"max_process_mem": monitor.peak_process_mb}, on_epoch=on_epoch,
                       checkpoint=run_dir / CHECKPOINT if rank == 0 else None,
-                      fingerprint=fingerprint(data, args.model), log=log, patience=args.patience)
+                      fingerprint=fingerprint(data, config.model.name), log=log, patience=config.training.patience)
     finally:
         if epochs_csv is not None:
             epochs_csv.close()
+        plan.close()
     training = time.perf_counter() - t1
 
     monitor.set_phase("evaluation")
@@ -239,7 +211,7 @@ def _device(gpu: bool, slot: Slot) -> torch.device:
 def _join_process_group(job: RankJob, slot: Slot, device: torch.device, client) -> None:
     from distributed import Variable
 
-    seconds = float(job.args.dist_timeout)
+    seconds = float(job.config.distributed.dist_timeout)
     timeout = datetime.timedelta(seconds=seconds)
     port = Variable(f"pgti-store-{job.job_id}", client=client)
     if slot.rank == 0:
@@ -272,48 +244,6 @@ def _wrap_ddp(model: torch.nn.Module, device: torch.device):
 def _all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     dist.all_reduce(t)
     return t
-
-
-def _storages(job: RankJob, slot: Slot, device: torch.device, client) -> dict:
-    """This rank's storage per split."""
-    data, lags = job.data, job.data.lags
-    if job.layout == "local-index":
-        # Every rank reads and normalises the whole series into its own memory (or GPU).
-        shared = LocalStorage(IndexStorage(data.raw.rows, data.features, lags, device))
-        data.raw.rows.close()
-        return dict.fromkeys(SPLITS, shared)
-    if job.layout == "windows":
-        shared = DaskWindowStorage(client, client.get_dataset(job.datasets["x"]),
-                                   client.get_dataset(job.datasets["y"]))
-        return dict.fromkeys(SPLITS, shared)
-    series = client.get_dataset(job.datasets["series"])
-    if job.layout == "series":
-        return dict.fromkeys(SPLITS, DaskSeriesStorage(client, series, lags))
-    if job.layout == "slab":
-        # Only this rank's partition of each split, plus the 2L - 1 rows its last windows reach.
-        chunked, storages = ChunkedArray(client, series), {}
-        for split in SPLITS:
-            bounds = partition_bounds(data.split.size(split), job.world)
-            first = int(data.split.starts(split)[0])
-            a, b = first + int(bounds[slot.rank]), first + int(bounds[slot.rank + 1]) + 2 * lags - 1
-            raw = np.concatenate(client.gather(chunked.fetch(np.arange(a, b))))
-            storages[split] = LocalStorage(SlabStorage(raw, a, data.features, lags, device, data.raw.rows.source))
-        return storages
-    raise ValueError(f"unknown layout {job.layout!r}")
-
-
-def _failure_hook(job: RankJob, rank: int):
-    """Tests: end this worker's process abruptly after K training batches of epoch E."""
-    if job.fail_after is None or job.fail_after[0] != rank:
-        return None
-    _, epoch, count = job.fail_after
-
-    def hook(split: str, e: int, i: int) -> None:
-        if split == "train" and e == epoch and i == count:
-            sys.stderr.flush()
-            os._exit(3)
-
-    return hook
 
 
 def _parameter_digest(model: torch.nn.Module) -> str:

@@ -10,25 +10,19 @@ Cluster side (built by the client, computed by the workers, kept in their memory
 - :func:`placed_series`: the raw series with each chunk read on the worker of the rank that owns
   those rows (:func:`partition_owners`), for the batch-shuffled partitions.
 
-Rank side (each has ``request(starts) -> pending`` and ``pending.result() -> (X, Y)``, so a plan
-can ask for batch i + 1 while batch i trains):
-
-- :class:`DaskWindowStorage`: fetches a batch's window pairs from the cluster.
-- :class:`DaskSeriesStorage`: fetches only the series rows a batch's windows cover, once each.
-- :class:`SlabStorage`: a local slab of the series (a partition plus its halo), index-batched;
-  its raw rows come from :func:`placed_series`, read on the worker that owns them.
-- :class:`LocalStorage`: any single-node storage (``IndexStorage``), gathered on the spot.
+Rank side: :class:`ChunkedArray` fetches rows of a persisted array from the workers holding
+them, and :class:`Fetching` is such a batch on its way. The storages that use them are modules
+of :mod:`pgti.data.storages` (``dask-windows``, ``dask-series``, ``slab``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from pgti.data.features import FeatureBuilder
-from pgti.data.storage import IndexStorage
 from pgti.datasets.formats import ArrayRows, RowReader
-from pgti.distributed.samplers import partition_bounds
+from pgti.data.samplers import partition_bounds
+from pgti.data.windows import window_block
 
 CHUNK_BYTES = 64 << 20  # upper bound on one chunk of the cluster's arrays
 CHUNKS_PER_WORKER = 4  # at least this many chunks per worker, so data spreads over the cluster
@@ -143,13 +137,6 @@ def partition_owners(split, world: int, num_timesteps: int) -> list[tuple[int, i
     return [(t0, t1, rank) for (t0, rank), t1 in zip(starts, ends) if t1 > t0]
 
 
-def _window_block(slab: np.ndarray, lags: int, count: int, shift: int) -> np.ndarray:
-    """``count`` windows of ``lags`` rows starting at slab rows shift, shift + 1, ...:
-    (count, L, N, F), as BaseStorage materialises them."""
-    view = np.lib.stride_tricks.sliding_window_view(slab, lags, axis=0)  # (rows - L + 1, N, F, L)
-    return np.ascontiguousarray(view[shift : shift + count].transpose(0, 3, 1, 2))
-
-
 def window_arrays(series, lags: int, num_windows: int, workers: int):
     """(X, Y): X[s] = series[s : s + L], Y[s] = series[s + L : s + 2L] for s < num_windows,
     each a lazy (num_windows, L, N, F) dask array chunked by windows."""
@@ -163,25 +150,17 @@ def window_arrays(series, lags: int, num_windows: int, workers: int):
         w1 = min(w0 + step, num_windows)
         slab = series[w0 : w1 + 2 * lags - 1]  # the rows these windows cover
         shape = (w1 - w0, lags, n, f)
-        xs.append(da.from_delayed(dask.delayed(_window_block, pure=True)(slab, lags, w1 - w0, 0),
+        xs.append(da.from_delayed(dask.delayed(window_block, pure=True)(slab, lags, w1 - w0, 0),
                                   shape=shape, dtype=np.float32))
-        ys.append(da.from_delayed(dask.delayed(_window_block, pure=True)(slab, lags, w1 - w0, lags),
+        ys.append(da.from_delayed(dask.delayed(window_block, pure=True)(slab, lags, w1 - w0, lags),
                                   shape=shape, dtype=np.float32))
     return da.concatenate(xs, axis=0), da.concatenate(ys, axis=0)
 
 
-# --- rank side ---------------------------------------------------------------------------------
+# --- fetching from the cluster ------------------------------------------------------------
 
 
-class _Ready:
-    def __init__(self, batch):
-        self.batch = batch
-
-    def result(self):
-        return self.batch
-
-
-class _Fetching:
+class Fetching:
     """A batch on its way from the cluster: ``futures`` resolve to arrays, ``finish`` makes (X, Y)."""
 
     def __init__(self, client, futures, finish):
@@ -191,17 +170,6 @@ class _Fetching:
         # Client.gather (not Future.result) takes pieces this worker holds from its own memory
         # instead of over a socket, so they are neither copied nor counted as transfers.
         return self.finish(*self.client.gather(self.futures))
-
-
-class LocalStorage:
-    """Batches from a single-node storage held by this rank (``IndexStorage``, ``SlabStorage``)."""
-
-    def __init__(self, storage):
-        self.storage = storage
-        self.device = storage.device
-
-    def request(self, starts: np.ndarray):
-        return _Ready(self.storage.gather(torch.from_numpy(starts)))
 
 
 class ChunkedArray:
@@ -238,76 +206,16 @@ class ChunkedArray:
         return futures
 
 
-class DaskWindowStorage:
-    """Window pairs materialised in the cluster; each batch is fetched from the workers that hold
-    its windows."""
+def publish_arrays(client, job_id: str, arrays: dict) -> dict[str, str]:
+    """Compute ``arrays`` (role -> dask array) on the workers, keep them there, and publish them
+    under names unique to the job; returns role -> name, for the ranks."""
+    from distributed import wait
 
-    device = torch.device("cpu")
-
-    def __init__(self, client, x, y):
-        self.client, self.x, self.y = client, ChunkedArray(client, x), ChunkedArray(client, y)
-
-    def request(self, starts: np.ndarray):
-        order = np.argsort(starts, kind="stable")
-        ordered = starts[order]
-        back = np.argsort(order, kind="stable")  # undo the sort: the batch keeps its sampler order
-        xs, ys = self.x.fetch(ordered), self.y.fetch(ordered)
-
-        def finish(*pieces):
-            x, y = np.concatenate(pieces[: len(xs)]), np.concatenate(pieces[len(xs) :])
-            return torch.from_numpy(x[back]), torch.from_numpy(y[back])
-
-        return _Fetching(self.client, xs + ys, finish)
-
-
-class DaskSeriesStorage:
-    """The series held once in the cluster; a batch fetches each row its windows cover once,
-    and its windows are cut locally."""
-
-    device = torch.device("cpu")
-
-    def __init__(self, client, series, lags: int):
-        self.client, self.series, self.lags = client, ChunkedArray(client, series), lags
-        self._span = np.arange(2 * lags)
-
-    def request(self, starts: np.ndarray):
-        rows = np.unique(starts[:, None] + self._span)  # sorted, each row once
-        # Row s + k of a window sits at position(s) + k: all 2L rows of a window are in ``rows``.
-        index = np.searchsorted(rows, starts)[:, None] + self._span
-        lags = self.lags
-
-        def finish(*pieces):
-            windows = torch.from_numpy(np.concatenate(pieces)[index])  # (B, 2L, N, F)
-            return windows[:, :lags].contiguous(), windows[:, lags:].contiguous()
-
-        return _Fetching(self.client, self.series.fetch(rows), finish)
-
-
-class _Shifted:
-    """The run's FeatureBuilder for rows numbered from ``offset``: building local row t0 builds
-    global row offset + t0 (the calendar channels are indexed by global time step)."""
-
-    def __init__(self, features: FeatureBuilder, offset: int):
-        self.features, self.offset = features, offset
-
-    def build(self, raw: np.ndarray, t0: int, **kwargs) -> np.ndarray:
-        return self.features.build(raw, t0 + self.offset, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self.features, name)
-
-
-class SlabStorage:
-    """Index-batching over a slab of the series, rows [offset, offset + len(raw)): a rank's
-    partition of the windows plus their halo of 2L - 1 rows. The slab is normalised and gathered
-    by an ``IndexStorage``, exactly as single-node index-batching does; starts are global."""
-
-    def __init__(self, raw: np.ndarray, offset: int, features: FeatureBuilder, lags: int, device="cpu",
-                 source: str = "the series"):
-        self.offset = offset
-        rows = ArrayRows(raw, f"{source} rows {offset}..{offset + len(raw)}")
-        self.index = IndexStorage(rows, _Shifted(features, offset), lags, device)
-        self.device = self.index.device
-
-    def gather(self, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.index.gather(torch.as_tensor(starts, device=self.device) - self.offset)
+    if len(arrays) == 1:  # one collection alone: its graph may hold futures (placed_series), kept as they are
+        persisted = {role: client.persist(array) for role, array in arrays.items()}
+    else:  # together, so that what they share (the windows' series) is computed once
+        persisted = dict(zip(arrays, client.persist(list(arrays.values()))))
+    wait(list(persisted.values()))
+    names = {role: f"pgti-{job_id}-{role}" for role in persisted}
+    client.publish_dataset(**{names[role]: array for role, array in persisted.items()})
+    return names

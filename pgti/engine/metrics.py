@@ -3,6 +3,11 @@
 The target is channel 0 (speed for the traffic sets). A reading equal to the dataset's
 missing value (0.0 for traffic) is left out of every metric and of the loss. The artifact's
 figure, MAE over all channels in normalised units, is kept as ``mae_all_channels``.
+
+Predictions follow the model contract: (B, L, N, C) with C >= 1 for targets (B, L, N, F), channel 0
+predicting channel 0. The loss and MAE/RMSE/MAPE read channel 0 only; ``mae_all_channels`` reads
+the first min(C, F) channels. :func:`check_prediction` refuses any other shape where predictions
+enter the metrics.
 """
 
 from __future__ import annotations
@@ -11,9 +16,20 @@ import math
 
 import torch
 
+from pgti.errors import InputError
 from pgti.observability.outputs import HORIZONS  # steps ahead; 15/30/60 minutes at 5-minute steps
 
-__all__ = ["HORIZONS", "MetricSums", "TargetUnits", "masked_mae"]
+__all__ = ["HORIZONS", "MetricSums", "TargetUnits", "check_prediction", "masked_mae"]
+
+
+def check_prediction(pred: torch.Tensor, y: torch.Tensor) -> None:
+    """Refuse a prediction outside the model contract: (B, L, N, C), C >= 1, for y (B, L, N, F).
+    Shape comparisons only, so it costs nothing per batch."""
+    if pred.dim() != 4 or pred.shape[:3] != y.shape[:3] or pred.shape[3] < 1:
+        raise InputError(
+            f"the model's output breaks the model contract: forward(x) must return (B, L, N, C) "
+            f"with C >= 1 for a target of shape (B, L, N, F) = {tuple(y.shape)}, got "
+            f"{tuple(pred.shape)}", field="model.name")
 
 
 class TargetUnits:
@@ -42,6 +58,7 @@ class TargetUnits:
 
 def masked_mae(pred: torch.Tensor, y: torch.Tensor, units: TargetUnits) -> torch.Tensor:
     """The training loss: MAE of channel 0 in original units over non-missing readings."""
+    check_prediction(pred, y)
     mask = units.mask(y[..., 0])
     err = (units.original(pred[..., 0]) - units.original(y[..., 0])).abs()
     return torch.where(mask, err, torch.zeros_like(err)).sum() / mask.sum().clamp(min=1)
@@ -61,6 +78,7 @@ class MetricSums:
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, y: torch.Tensor, units: TargetUnits) -> None:
+        check_prediction(pred, y)
         mask = units.mask(y[..., 0])
         truth = units.original(y[..., 0])
         err = units.original(pred[..., 0]) - truth
@@ -72,6 +90,9 @@ class MetricSums:
         self.sums[0] += per_step.sum(dim=1)
         for i, h in enumerate(self.horizons, start=1):
             self.sums[i] += per_step[:, h - 1]
+        channels = min(pred.shape[-1], y.shape[-1])
+        if pred.shape[-1] != channels or y.shape[-1] != channels:
+            pred, y = pred[..., :channels], y[..., :channels]
         self.all_channels[0] += (pred - y).abs().sum().double()
         self.all_channels[1] += pred.numel()
         self.all_channels[2] += pred.shape[0]

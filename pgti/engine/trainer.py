@@ -1,6 +1,6 @@
 """The training loop: one epoch of training, evaluation, and the epoch loop with per-epoch
-rows and checkpoints (see checkpoint.py). The same code runs single-node and inside each DDP rank; the
-distributed path passes its own batch plan and a ``reduce`` that all-reduces metric sums."""
+rows and checkpoints (see checkpoint.py). The same code runs single-node (rank 0 of a world of
+one) and inside each DDP rank, where ``reduce`` all-reduces the metric sums."""
 
 from __future__ import annotations
 
@@ -9,43 +9,24 @@ import math
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
-from pgti.data.loader import PreparedData, num_batches
 from pgti.engine.checkpoint import save_checkpoint
 from pgti.engine.metrics import MetricSums, TargetUnits, masked_mae
 
 
 class BatchPlan(Protocol):
-    """Which batches each split yields in an epoch."""
+    """Which batches each split yields in an epoch (:class:`pgti.data.plan.Plan`)."""
 
     def batches(self, split: str, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
 
     def num_batches(self, split: str) -> int: ...
 
-
-@dataclass
-class SplitBatches:
-    """Single-process plan: training windows shuffled per epoch (seeded), the others in order."""
-
-    data: PreparedData
-    batch_size: int
-    seed: int = 0
-    max_batches: int | None = None
-
-    def batches(self, split: str, epoch: int):
-        return self.data.batches(
-            split, self.batch_size, shuffle=split == "train", seed=self.seed, epoch=epoch,
-            max_batches=self.max_batches,
-        )
-
-    def num_batches(self, split: str) -> int:
-        return num_batches(self.data.split.size(split), self.batch_size, self.max_batches)
+    def take_data_wait(self) -> float: ...
 
 
 def synchronize(device: torch.device) -> None:
@@ -188,7 +169,7 @@ class Trainer:
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
         if (self.scheduler is None) != (state.get("scheduler") is None):
-            raise ValueError("the learning-rate decay (--lr-decay-epochs) differs from the checkpoint's run")
+            raise ValueError("the learning-rate decay (optim.lr_decay_epochs) differs from the checkpoint's run")
         if self.scheduler is not None:
             scheduler = dict(state["scheduler"])
             scheduler["milestones"] = Counter({int(k): int(v) for k, v in scheduler["milestones"].items()})
@@ -252,7 +233,9 @@ def fit(
         t0 = time.perf_counter()
         lr = trainer.lr
         n_train = plan.num_batches("train")
+        plan.take_data_wait()
         train = trainer.train_epoch(plan.batches("train", epoch), n_train, f"epoch {epoch} train")
+        data_wait = plan.take_data_wait()
         n_val = plan.num_batches("val")
         val = trainer.evaluate(plan.batches("val", epoch), n_val, f"epoch {epoch} val")
         synchronize(trainer.device)
@@ -268,6 +251,7 @@ def fit(
             "val_batches": n_val,
             "samples_per_s": train.samples / runtime if runtime > 0 else math.nan,
             "lr": lr,
+            "data_wait_s": data_wait,
         }
         if annotate is not None:
             row.update(annotate(row))

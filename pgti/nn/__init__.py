@@ -1,4 +1,8 @@
-"""Models: ``build_model(name, ...)`` for ``--model`` in ``MODELS``.
+"""Models: ``build_model(name, ...)`` for a name in ``MODELS`` or a ``package.module:ClassName``.
+
+Each built-in model is one module of this package whose class carries
+``@register_model(name)``; the registry imports the package's modules to find them
+(``pgti.nn.registry``). The built-ins:
 
 - ``pgt-dcrnn`` (default): PGT's ``BatchedDCRNN`` F -> F, K = 3, as the PGT-I paper runs it.
 - ``dcrnn-cell``: the same one-cell architecture on a fast, weighted dual random walk.
@@ -6,12 +10,14 @@
   so every horizon sees every input; the model to use for forecasting at ``dcrnn-cell``'s cost.
 - ``dcrnn``: the published DCRNN encoder-decoder (2 x 64 DCGRU layers, scheduled sampling;
   ``hidden``/``layers`` options for smaller ones).
+- ``last-value``, ``historical-average``: the naive baselines (``pgti.nn.baselines``).
 """
 
+from pgti.nn.registry import (DEFAULT_MODEL, MODELS, build_model, model_options, register_model,
+                              resolve_model)
 from pgti.nn.dcrnn import DCRNN, DCGRUCell, DCRNNCell
 from pgti.nn.diffusion import DualRandomWalkDiffusion, check_graph, dual_random_walk
 from pgti.nn.pgt import PGTDCRNN
-from pgti.nn.registry import DEFAULT_MODEL, MODELS, build_model, model_options
 from pgti.nn.s2s import DCRNNCellS2S
 
 __all__ = [
@@ -27,4 +33,6 @@ __all__ = [
     "check_graph",
     "dual_random_walk",
     "model_options",
+    "register_model",
+    "resolve_model",
 ]

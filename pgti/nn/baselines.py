@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from pgti.data.features import DAY_NS, chunk_rows
+from pgti.nn.registry import register_model
 
 WEEK_DAYS = 7
 BASELINE_MODELS = ("last-value", "historical-average")
@@ -137,6 +138,7 @@ class _Baseline(nn.Module):
         return out
 
 
+@register_model("last-value")
 class LastValue(_Baseline):
     """Repeat the last observed input reading of each node for all L target steps."""
 
@@ -152,6 +154,7 @@ class LastValue(_Baseline):
         return self._output(x, last.unsqueeze(1).expand(-1, value.shape[1], -1))
 
 
+@register_model("historical-average")
 class HistoricalAverage(_Baseline):
     """The training mean of each node for the target step's slot (time of day, day of week)."""
 

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from pgti.nn.diffusion import DualRandomWalkDiffusion
+from pgti.nn.registry import register_model
 
 
 class _NodeBatchedProduct(torch.autograd.Function):
@@ -215,6 +216,7 @@ def _from_node_major(x: Tensor) -> Tensor:
     return x.permute(3, 2, 0, 1).contiguous()
 
 
+@register_model("dcrnn-cell")
 class DCRNNCell(nn.Module):
     """``dcrnn-cell``: one F -> F DCGRU cell (K = 3) whose state at each step is the prediction.
 
@@ -236,6 +238,7 @@ class DCRNNCell(nn.Module):
         return _from_node_major(states)
 
 
+@register_model("dcrnn")
 class DCRNN(nn.Module):
     """``dcrnn``: the DCRNN encoder-decoder of Li et al. (ICLR 2018).
 

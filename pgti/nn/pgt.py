@@ -17,8 +17,10 @@ from torch import Tensor, nn
 
 from pgti.compat import ensure_torch_sparse
 from pgti.nn.diffusion import check_graph
+from pgti.nn.registry import register_model
 
 
+@register_model("pgt-dcrnn")
 class PGTDCRNN(nn.Module):
     def __init__(self, *, num_nodes: int, num_features: int, edge_index: Tensor,
                  edge_weight: Tensor | None):
@@ -38,7 +40,7 @@ class PGTDCRNN(nn.Module):
             warnings.warn(
                 f"pgt-dcrnn: {sources_without_in.numel()} node(s) have outgoing but no incoming "
                 f"edges (e.g. node {int(sources_without_in[0])}); PGT's BatchedDConv divides by "
-                "their zero in-degree and its outputs will be inf/NaN. Use --model dcrnn-cell.",
+                "their zero in-degree and its outputs will be inf/NaN. Use the dcrnn-cell model.",
                 RuntimeWarning,
                 stacklevel=2,
             )

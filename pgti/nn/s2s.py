@@ -31,8 +31,10 @@ from torch import Tensor, nn
 from pgti.nn.dcrnn import (DCGRUCell, _check_input, _from_node_major, _NodeBatchedProduct,
                            _to_node_major)
 from pgti.nn.diffusion import DualRandomWalkDiffusion
+from pgti.nn.registry import register_model
 
 
+@register_model("dcrnn-cell-s2s")
 class DCRNNCellS2S(nn.Module):
     """Encoder (DCGRU, K diffusion terms) -> decoder (node-wise GRU) over L steps; see module doc."""
 

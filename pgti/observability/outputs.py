@@ -67,9 +67,11 @@ baselines' columns are named ``..._last_value`` and ``..._historical_average``, 
 
 EPOCH_COLUMNS = (
     "epoch", "runtime", "t_mae", "v_mae", "t_mae_all_channels", "v_mae_all_channels",
-    "train_batches", "val_batches", "samples_per_s", "max_process_mem", "lr",
+    "train_batches", "val_batches", "samples_per_s", "max_process_mem", "lr", "data_wait_s",
 )  # fmt: skip
-"""Columns of ``per_epoch_stats.csv`` (EPOCHS_FILE), one row per finished epoch."""
+"""Columns of ``per_epoch_stats.csv`` (EPOCHS_FILE), one row per finished epoch. ``data_wait_s``:
+seconds the training pass waited for its batches (asking the storage, waiting for a read or a
+fetch still under way, copying to the device)."""
 
 
 def _cell(value: Any) -> Any:
@@ -255,11 +257,14 @@ def write_config(
     path: str | os.PathLike,
     args: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
+    *,
+    run_config: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``config.json``: the run's arguments, software versions, machine, git commit, command.
 
-    ``args`` is the parsed command line (``vars(namespace)``); ``extra`` holds anything else the
-    run wants recorded (dataset shape, split sizes, ...) under the key ``"extra"``.
+    ``args`` is the parsed command line (``vars(namespace)``); ``run_config`` the typed run config
+    in full (``RunConfig.to_dict()``, under ``"config"``: what ``--config`` reruns); ``extra``
+    holds anything else the run wants recorded (dataset shape, split sizes, ...) under ``"extra"``.
     Values that are not JSON types are written as strings.
     """
     config = {
@@ -268,6 +273,7 @@ def write_config(
         "argv": list(sys.argv),
         "cwd": os.getcwd(),
         "args": dict(args),
+        **({"config": dict(run_config)} if run_config is not None else {}),
         "extra": dict(extra or {}),
         "python": sys.version.split()[0],
         "versions": package_versions(),

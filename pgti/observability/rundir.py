@@ -123,8 +123,8 @@ class RunDir:
             names = ", ".join(p.name for p in existing[:4])
             raise InputError(
                 f"output directory {path} already holds a run ({names}); continue it with "
-                f"--resume {path}, replace it with --overwrite, or choose another --output-dir"
-            )
+                f"output.resume {path}, replace it with output.overwrite, or choose another output.output_dir",
+                field="output.output_dir")
         run = cls(path, _make_dirs(path))
         run._lock()
         if existing and overwrite and not continuing:
@@ -177,7 +177,7 @@ class RunDir:
                         raise InputError(
                             f"output directory {self.path} is in use by another run (PID {owner.get('pid')} "
                             f"on {owner.get('host')}, since {owner.get('since')}); wait for it or choose another "
-                            f"--output-dir (if no such run exists, delete {lock})")
+                            f"output.output_dir (if no such run exists, delete {lock})", field="output.output_dir")
                     if not owner:
                         raise InputError(f"output directory {self.path} has an unreadable lock file {lock}; "
                                          f"delete it if no run is using the directory")

@@ -1,5 +1,6 @@
-"""A rank's batch plan (the ``BatchPlan`` that ``pgti.engine.trainer.fit`` runs): which window
-starts it visits each epoch, per split, and the storage it gathers them from.
+"""A rank's batch plan (the plan that ``pgti.engine.trainer.fit`` runs): which window starts it
+visits each epoch, per split, and the storage it gathers them from. A single-node run is rank 0
+of a world of one: ``global`` sharding then gives the single-node order.
 
 Two sharding policies (see samplers.py):
 
@@ -17,14 +18,15 @@ batch (DDP is built with ``broadcast_buffers=False``), only the final all-reduce
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from pgti.data.windows import SPLITS, Split
-from pgti.distributed.samplers import BatchShuffledSampler, batches_of, partition_bounds, rank_share
+from pgti.data.samplers import BatchShuffledSampler, batches_of, partition_bounds, rank_share
 
 POLICIES = ("global", "batch-shuffle")
 
@@ -74,34 +76,55 @@ class Sharding:
         return len(self.positions(split, 0))
 
 
-class RankPlan:
-    """Batches of one rank: ``storages[split].request(starts)`` for each batch, one batch ahead,
-    moved to ``device``. ``on_batch(split, epoch, i)`` runs before batch i is handed out."""
+class Plan:
+    """The batches of one rank (a single-node run is rank 0 of 1): for each batch of the
+    sharding, ``storages[split].request(starts)``, asked one batch ahead, moved to ``device``.
 
-    def __init__(self, sharding: Sharding, storages: dict, device: torch.device,
-                 on_batch: Callable[[str, int, int], None] | None = None):
+    ``data_wait`` adds up the seconds the consumer waited for its batches (for a result still
+    being read or fetched, and for the copy to ``device``); :meth:`take_data_wait` reads and
+    resets it (per epoch: ``data_wait_s`` in per_epoch_stats.csv)."""
+
+    def __init__(self, sharding: Sharding, storages: dict, device: torch.device):
         missing = [s for s in SPLITS if s not in storages]
         if missing:
             raise ValueError(f"no storage for split(s) {missing}")
         self.sharding = sharding
         self.storages = storages
-        self.device = device
-        self.on_batch = on_batch
+        self.device = torch.device(device)
+        self.data_wait = 0.0
         self._counts = {s: sharding.num_batches(s) for s in SPLITS}
 
     def num_batches(self, split: str) -> int:
         return self._counts[split]
 
+    def take_data_wait(self) -> float:
+        wait, self.data_wait = self.data_wait, 0.0
+        return wait
+
     def batches(self, split: str, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        storage = self.storages[split]
-        starts = self.sharding.starts(split, epoch)
-        pending = storage.request(starts[0]) if starts else None
-        for i in range(len(starts)):
-            upcoming = storage.request(starts[i + 1]) if i + 1 < len(starts) else None
-            x, y = pending.result()
-            if self.on_batch is not None:
-                self.on_batch(split, epoch, i)
-            if x.device != self.device:
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            yield x, y
-            pending = upcoming
+        return iterate(self.storages[split], self.sharding.starts(split, epoch), self.device, self)
+
+    def close(self) -> None:
+        for storage in {id(s): s for s in self.storages.values()}.values():
+            close = getattr(storage, "close", None)
+            if callable(close):
+                close()
+
+
+def iterate(storage, starts: list[np.ndarray], device: torch.device, clock=None
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The one batch iterator: ``storage.request`` each batch one ahead of the one handed out,
+    moved to ``device``. The time spent asking (a storage in memory gathers on the spot), waiting
+    for a result and copying is added to ``clock.data_wait`` when a clock is given."""
+    t0 = time.perf_counter()
+    pending = storage.request(starts[0]) if starts else None
+    for i in range(len(starts)):
+        upcoming = storage.request(starts[i + 1]) if i + 1 < len(starts) else None
+        x, y = pending.result()
+        if x.device != device:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if clock is not None:
+            clock.data_wait += time.perf_counter() - t0
+        yield x, y
+        t0 = time.perf_counter()
+        pending = upcoming

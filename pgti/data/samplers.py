@@ -1,4 +1,4 @@
-"""Which windows each rank trains on: the two sharding policies of the distributed drivers.
+"""Which windows each rank visits: the two sharding policies (a single-node run is one rank).
 
 Indices here are positions within one split (0 .. n-1); plans add the split's first start.
 
@@ -6,7 +6,7 @@ Indices here are positions within one split (0 .. n-1); plans add the split's fi
   whole split per epoch (the same on every rank), padded by repeating its head to a multiple of
   the world size, and rank ``r`` takes positions ``r, r + world, ...``. Every rank gets the same
   number of windows, so every rank runs the same number of batches. The permutation is
-  :func:`pgti.data.loader.epoch_order`, so with one rank the share is the single-node order.
+  :func:`epoch_order`, so with one rank the share is the single-node order.
 - :class:`BatchShuffledSampler` (generalised distributed index-batching): each rank owns a
   contiguous partition of the split, cut into batches of consecutive windows; each epoch the
   order of those batches is shuffled (seeded by seed, epoch and rank). Partitions may differ in
@@ -18,8 +18,21 @@ Indices here are positions within one split (0 .. n-1); plans add the split's fi
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from pgti.data.loader import epoch_order, num_batches
+
+def epoch_order(n: int, *, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
+    """The order of a split's windows in one epoch: a seeded permutation, or 0..n-1."""
+    if not shuffle:
+        return torch.arange(n)
+    state = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint64)
+    generator = torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+    return torch.randperm(n, generator=generator)
+
+
+def num_batches(num_samples: int, batch_size: int, max_batches: int | None = None) -> int:
+    n = -(-num_samples // batch_size)
+    return n if max_batches is None else min(n, max_batches)
 
 
 def rank_share(n: int, world: int, rank: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
