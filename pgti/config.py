@@ -40,6 +40,7 @@ class BatchingConfig:
     gpu: bool = False
     batch_size: int = 64
     max_batches: int | None = None  # cap per epoch and per evaluation
+    full_evaluation: bool = False  # with max_batches: cap training only; validate and test on every window
     memory_budget: int | None = None  # bytes, for mode "auto"; None: the memory available now
 
 

@@ -246,6 +246,43 @@ def test_baselines_keep_the_model_contract_on_each_device(traffic, name, device)
 
 
 
+@pytest.mark.parametrize("day_of_week", [False, True])
+def test_input_slots_are_the_steps_before_the_target_slots(traffic, day_of_week):
+    data_dir, _ = traffic
+    data = prepare("metr-la", data_dir, "index", day_of_week=day_of_week)
+    model = HistoricalAverage(data.num_nodes, data.num_features, data.edge_index, data.edge_weight)
+    model.fit(training_statistics(data))
+    # The input slots of the window starting L steps later are this window's target slots.
+    starts = torch.from_numpy(data.split.starts("train"))[::97][:16]
+    x_now, _ = data.storage.gather(starts)
+    x_next, _ = data.storage.gather(starts + L)
+    assert torch.equal(model.input_slots(x_next), model.target_slots(x_now))
+    slots = model.slots(x_now, torch.arange(-L + 1, L + 1))
+    assert torch.equal(slots, torch.cat([model.input_slots(x_now), model.target_slots(x_now)], dim=1))
+    data.close()
+
+
+def test_the_seasonal_residual_model_starts_from_the_historical_average(traffic):
+    """dcrnn-cell-s2s-ha predicts the historical average plus its network's correction: with the
+    network's read-out at zero it is the historical-average baseline exactly."""
+    data_dir, _ = traffic
+    data = prepare("metr-la", data_dir, "index", day_of_week=True)
+    graph = dict(num_nodes=data.num_nodes, num_features=data.num_features, edge_index=data.edge_index,
+                 edge_weight=data.edge_weight)
+    stats_ = training_statistics(data)
+    model = build_model("dcrnn-cell-s2s-ha", **graph, hidden=4).fit(stats_)
+    baseline = HistoricalAverage(**graph).fit(stats_)
+    x, _ = next(data.batches("test", 8))
+    assert not torch.allclose(model(x)[..., 0], baseline(x)[..., 0])
+    with torch.no_grad():
+        model.network.readout.weight.zero_()
+        model.network.readout.bias.zero_()
+    assert torch.equal(model(x)[..., 0], baseline(x)[..., 0])
+    assert model(x).shape == x.shape
+    assert not any(k.startswith("average") for k in model.state_dict())  # refitted, never saved
+    data.close()
+
+
 @pytest.mark.parametrize("model", ["last-value", "historical-average"])
 def test_baselines_as_models_give_exactly_the_baseline_columns(traffic, tmp_path, model):
     data_dir, _ = traffic
@@ -393,8 +430,9 @@ def test_hidden_and_layers_reach_the_model_only_when_given(tmp_path, monkeypatch
     (["--patience", "0"], "argument --patience: must be a positive integer"),
     (["--hidden", "0"], "argument --hidden: must be a positive integer"),
     (["--layers", "two"], "argument --layers: expected a positive integer"),
-    (["--model", "last-value", "--hidden", "8"], "--model-option: model last-value takes no option(s) hidden"),
-    (["--model", "pgt-dcrnn", "--layers", "2"], "--model-option: model pgt-dcrnn takes no option(s) layers"),
+    (["--model", "last-value", "--hidden", "8"], "--hidden: model last-value takes no option(s) hidden"),
+    (["--model", "pgt-dcrnn", "--layers", "2"], "--layers: model pgt-dcrnn takes no option(s) layers"),
+    (["--model", "pgt-dcrnn", "--model-option", "depth=2"], "--model-option: model pgt-dcrnn takes no option(s) depth"),
 ])
 def test_bad_recipe_and_size_flags_exit_2_with_one_line(tmp_path, capsys, argv, message):
     out = tmp_path / "o"

@@ -158,6 +158,9 @@ def test_auto_mode_says_what_it_picked_and_records_the_storage_used(tmp_path, ca
     err = capsys.readouterr().err
     assert "mode auto: lazy-index" in err and "budget" in err
     assert rows(out / "stats.csv")[0]["mode"] == "lazy-index"
+    recorded = json.loads((out / "config.json").read_text())
+    assert recorded["config"]["batching"]["mode"] == "lazy-index" and recorded["args"]["mode"] == "auto"
+    assert recorded["extra"]["mode_auto"].startswith("lazy-index (budget")
     reference = tmp_path / "lazy"
     assert run(*CHICKENPOX, "-m", "lazy-index", "--output-dir", str(reference)) == 0
     assert without_timing(rows(out / "per_epoch_stats.csv")) == without_timing(rows(reference / "per_epoch_stats.csv"))

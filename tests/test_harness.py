@@ -111,7 +111,7 @@ def test_a_crash_mid_training_keeps_the_rows_written_so_far(tmp_path, monkeypatc
     (["--mode", "fast"], "argument -m/--mode: invalid choice: 'fast'"),
     (["--epochs", "many"], "argument -e/--epochs: expected a positive integer"),
     (["--gpu", "maybe"], "argument -g/--gpu: expected a boolean"),
-    (["--model", "gru"], "error: --model: unknown model 'gru'"),
+    (["--model", "nope"], "error: --model: unknown model 'nope'"),
     (["--gpu", "True"], "error: --gpu: was given but no usable CUDA GPU"),
     (["-bs", "80"], "error: --batch-size: 80 is larger than the val split of chickenpox (51 windows)"),
     (["--split", "0.5", "0.2", "0.2"], "error: --split: ratios must sum to 1"),

@@ -22,7 +22,8 @@ from pgti.nn import DEFAULT_MODEL, MODELS, build_model, model_options, registry,
 from pgti.nn.dcrnn import DCRNN, DCRNNCell
 
 NODES, FEATURES, LAGS, BATCH = 4, 2, 3, 2
-BUILTINS = {"pgt-dcrnn", "dcrnn-cell", "dcrnn-cell-s2s", "dcrnn", "last-value", "historical-average"}
+BUILTINS = {"pgt-dcrnn", "dcrnn-cell", "dcrnn-cell-s2s", "dcrnn", "last-value", "historical-average",
+            "linear", "gru", "a3tgcn2", "tgcn2", "agcrn", "astgcn", "stconv", "mtgnn", "dcrnn-cell-s2s-ha"}
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
@@ -160,7 +161,7 @@ def test_class_without_kwargs_gets_only_the_keywords_it_names_and_refuses_other_
     assert build_model("usermodels:Strict", **graph(), lags=LAGS, width=5).width == 5
     with pytest.raises(InputError, match=r"takes no option\(s\) depth \(accepted: width\)") as error:
         build_model("usermodels:Strict", **graph(), lags=LAGS, depth=2)
-    assert error.value.field == "model.options"
+    assert error.value.field == "model.options.depth"
 
 
 def test_required_option_not_given_is_an_input_error(user_models):
@@ -255,7 +256,7 @@ def test_metrics_read_channel_0_and_the_first_min_c_f_channels(channels):
 # --- built-ins: one module each, found by discovery -------------------------------------------
 
 
-def test_discovery_finds_the_six_builtins_with_the_default_first():
+def test_discovery_finds_the_builtins_with_the_default_first():
     assert set(MODELS) == BUILTINS and len(MODELS) == len(BUILTINS)
     assert MODELS[0] == DEFAULT_MODEL == "pgt-dcrnn"
     assert registry.discover_models("pgti.nn") == MODELS

@@ -42,6 +42,7 @@ class Sharding:
     batch_size: int
     seed: int = 0
     max_batches: int | None = None
+    full_evaluation: bool = False  # max_batches caps training only
 
     def __post_init__(self):
         if self.policy not in POLICIES:
@@ -61,12 +62,13 @@ class Sharding:
         n = self.split.size(split)
         if split == "train" and self.policy == "batch-shuffle":
             return self._samplers["train"].batches(epoch)
+        train = split == "train"
+        cap = self.max_batches if train or not self.full_evaluation else None
         if self.policy == "batch-shuffle":
             lo, hi = self.partition(split)
-            return batches_of(np.arange(lo, hi, dtype=np.int64), self.batch_size, self.max_batches)
-        train = split == "train"
+            return batches_of(np.arange(lo, hi, dtype=np.int64), self.batch_size, cap)
         share = rank_share(n, self.world, self.rank, shuffle=train, seed=self.seed, epoch=epoch, pad=train)
-        return batches_of(share, self.batch_size, self.max_batches)
+        return batches_of(share, self.batch_size, cap)
 
     def starts(self, split: str, epoch: int) -> list[np.ndarray]:
         first = self.split.starts(split)[0] if self.split.size(split) else 0

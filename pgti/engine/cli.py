@@ -32,6 +32,7 @@ DEST_FIELDS = {
     "gpu": "batching.gpu",
     "batch_size": "batching.batch_size",
     "max_batches": "batching.max_batches",
+    "full_evaluation": "batching.full_evaluation",
     "memory_budget": "batching.memory_budget",
     "model": "model.name",
     "model_option": "model.options",
@@ -124,6 +125,8 @@ def build_parser(dataset: str | None, *, prog: str | None = None, modes: Sequenc
                    help="keyword argument for the model's constructor (repeatable)")
     p.add_argument("--max-batches", type=positive_int, default=None,
                    help="cap on batches per epoch and per evaluation (smoke runs, benchmarks)")
+    add_bool_flag(p, "--full-evaluation", help="with --max-batches: cap the training batches only, and "
+                                               "validate and test on every window")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     p.add_argument("--lr-decay-epochs", type=positive_int, nargs="+", default=None, metavar="EPOCH",
                    help="multiply the learning rate by --lr-decay-factor from each of these epochs on, "
@@ -219,13 +222,14 @@ def config_from_args(args: argparse.Namespace, explicit: set[str], *, dataset: s
 
 
 def flag_of(parser: argparse.ArgumentParser, field: str | None) -> str | None:
-    """The flag that sets config field ``field`` (its long form)."""
-    if field is None:
-        return None
-    dests = [d for d, f in DEST_FIELDS.items() if f == field]
-    for action in parser._actions:
-        if action.dest in dests and action.option_strings:
-            return max(action.option_strings, key=len)
+    """The flag that sets config field ``field`` (its long form), or else the flag of the
+    nearest section above it (``model.options.depth`` -> ``--model-option``)."""
+    while field:
+        dests = [d for d, f in DEST_FIELDS.items() if f == field]
+        for action in parser._actions:
+            if action.dest in dests and action.option_strings:
+                return max(action.option_strings, key=len)
+        field = field.rpartition(".")[0]
     return None
 
 

@@ -226,15 +226,15 @@ def stats_row(run: Run, history: list[dict], test: dict, monitor, *,
     }
 
 
-def single_node_storage(config: RunConfig, data, log=print) -> str:
-    """The storage a single-node run uses: the one its mode names, or for ``auto`` the fastest
-    that fits the memory budget (said in one line)."""
+def single_node_storage(config: RunConfig, data, log=print) -> tuple[str, str | None]:
+    """The storage a single-node run uses and, for ``auto``, why: the one its mode names, or the
+    fastest that fits the memory budget (said in one line)."""
     mode = config.batching.mode
     if mode != AUTO:
         if mode not in MODE_NAMES["single"]:
             raise InputError(f"unknown mode {mode!r}; choose one of {', '.join(MODE_NAMES['single'])} or auto",
                              field="batching.mode")
-        return MODE_NAMES["single"][mode].storage
+        return MODE_NAMES["single"][mode].storage, None
     gpu = config.batching.gpu
     budget = config.batching.memory_budget
     host = budget if budget is not None else psutil.virtual_memory().available
@@ -243,9 +243,10 @@ def single_node_storage(config: RunConfig, data, log=print) -> str:
         device = budget if budget is not None else torch.cuda.mem_get_info()[0]
     storage, why = pick_auto(data.shape, gpu, host, device)
     source = "the memory budget" if budget is not None else "the memory available now"
-    log(f"mode auto: {storage}{' on the GPU' if gpu and storage == 'index' else ''} "
-        f"(budget {_gib(host)} host{f', {_gib(device)} GPU' if device is not None else ''}, {source}): {why}")
-    return storage
+    line = (f"{storage}{' on the GPU' if gpu and storage == 'index' else ''} (budget {_gib(host)} host"
+            f"{f', {_gib(device)} GPU' if device is not None else ''}, {source}): {why}")
+    log(f"mode auto: {line}")
+    return storage, line
 
 
 def _gib(n: int) -> str:
@@ -264,7 +265,10 @@ def train_single(config: RunConfig, *, args: dict | None = None) -> Path:
                                 ratios=config.data.split, day_of_week=config.data.day_of_week)
             with contextlib.closing(data):
                 data.check_batch_size(config.batching.batch_size)
-                storage = single_node_storage(config, data, log=lambda m: print(m, file=sys.stderr))
+                storage, picked = single_node_storage(config, data, log=lambda m: print(m, file=sys.stderr))
+                if picked is not None:  # config.json holds the storage used, so --config reruns it as it ran
+                    run.extra["mode_auto"] = picked
+                    config.batching.mode = storage
                 data.mode = storage
                 stats = training_statistics(data)
                 session = build_session(config, data, storage=storage, device=data.device, stats=stats,

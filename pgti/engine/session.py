@@ -72,7 +72,7 @@ def build_plan(config: RunConfig, data: PreparedData, *, storage: str, device: t
     storages = build_storages(storage, BuildContext(data, device, world, rank, client, datasets))
     batching = config.batching
     return Plan(Sharding(sharding, data.split, world, rank, batching.batch_size, config.training.seed,
-                         batching.max_batches), storages, device)
+                         batching.max_batches, batching.full_evaluation), storages, device)
 
 
 def build_session(

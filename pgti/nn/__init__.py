@@ -10,7 +10,10 @@ Each built-in model is one module of this package whose class carries
   so every horizon sees every input; the model to use for forecasting at ``dcrnn-cell``'s cost.
 - ``dcrnn``: the published DCRNN encoder-decoder (2 x 64 DCGRU layers, scheduled sampling;
   ``hidden``/``layers`` options for smaller ones).
+- ``dcrnn-cell-s2s-ha``: ``dcrnn-cell-s2s`` forecasting the departure from the historical average.
 - ``last-value``, ``historical-average``: the naive baselines (``pgti.nn.baselines``).
+- the zoo: ``linear``, ``gru`` (ours, no graph) and PyTorch Geometric Temporal's ``a3tgcn2``,
+  ``tgcn2``, ``agcrn``, ``astgcn``, ``stconv``, ``mtgnn`` behind thin wrappers (README, "Model zoo").
 """
 
 from pgti.nn.registry import (DEFAULT_MODEL, MODELS, build_model, model_options, register_model,

@@ -171,12 +171,20 @@ class HistoricalAverage(_Baseline):
 
     def target_slots(self, x: Tensor) -> Tensor:
         """(B, L) slot of each target step, read from the last input step's calendar channels."""
-        s, (batch, lags) = self.stats, (x.shape[0], x.shape[1])
+        return self.slots(x, torch.arange(1, x.shape[1] + 1, device=x.device))
+
+    def input_slots(self, x: Tensor) -> Tensor:
+        """(B, L) slot of each input step."""
+        return self.slots(x, torch.arange(1 - x.shape[1], 1, device=x.device))
+
+    def slots(self, x: Tensor, offsets: Tensor) -> Tensor:
+        """(B, len(offsets)) slot of the steps ``offsets`` steps after the last input step."""
+        s, batch = self.stats, x.shape[0]
         if s.steps_per_day is None:
-            return torch.zeros(batch, lags, dtype=torch.long, device=x.device)
+            return torch.zeros(batch, len(offsets), dtype=torch.long, device=x.device)
         tod = x[:, -1, 0, s.time_of_day_channel].double() * DAY_NS
         last = torch.remainder(torch.round((tod - s.offset_ns) / s.step_ns).long(), s.steps_per_day)
-        ahead = last.unsqueeze(1) + torch.arange(1, lags + 1, device=x.device)  # (B, L)
+        ahead = last.unsqueeze(1) + offsets  # (B, len(offsets))
         slot = torch.remainder(ahead, s.steps_per_day)
         if s.day_of_week_channel is not None:
             day = torch.round(x[:, -1, 0, s.day_of_week_channel].double() * WEEK_DAYS).long()

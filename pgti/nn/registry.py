@@ -236,7 +236,8 @@ def build_model(name: str, *, num_nodes: int, num_features: int, edge_index: Ten
         if unknown:
             accepted = ", ".join(known) or "none"
             raise InputError(f"model {name} takes no option(s) {', '.join(unknown)} "
-                             f"(accepted: {accepted})", field="model.options")
+                             f"(accepted: {accepted})",
+                             field=f"model.options.{unknown[0]}" if len(unknown) == 1 else "model.options")
         missing = [o for o, default in known.items()
                    if default is inspect.Parameter.empty and o not in options]
         if missing:
