@@ -309,3 +309,14 @@ def test_bench_ddp_compares_the_bytes_dask_and_batch_shuffled_dask_index_move(re
     assert set(rows) == {"dask", "batch-shuffled dask-index"}
     assert float(rows["dask"]["full_epoch_with_setup_mib"]) > 0
     assert "| batch-shuffled dask-index |" in (tmp_path / "bench_ddp.md").read_text()
+
+
+def test_bench_models_times_a_model_brought_as_module_and_class(capsys):
+    """--models takes package.module:ClassName, as --model does (tests/ is on sys.path: conftest);
+    an unknown name is one line."""
+    result = models_suite.measure_steps("faulty_model:DiesAfter", {"die_rank": 9}, dataclasses.asdict(TINY_STEP),
+                                        warmup=1, repeats=2)
+    assert len(result["times"]) == 2 and all(t > 0 for t in result["times"])
+    assert models_suite.main(["--models", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --models: unknown model 'nope'")

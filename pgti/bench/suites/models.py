@@ -42,7 +42,7 @@ from pgti.cli_util import run_cli
 from pgti.engine.metrics import TargetUnits
 from pgti.engine.trainer import Trainer
 from pgti.errors import InputError
-from pgti.nn import MODELS, build_model, model_options
+from pgti.nn import build_model, model_options, resolve_model
 
 TARGET_SPEEDUP = 5.0  # pgt-dcrnn / dcrnn-cell, at least
 TARGET_S2S_COST = 2.0  # dcrnn-cell-s2s / dcrnn-cell, at most
@@ -253,9 +253,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-d", "--debug", action="store_true", help="tracebacks on errors")
     args = parser.parse_args(argv)
     args.names = [m.strip() for m in args.models.split(",") if m.strip()]
-    for name in args.names:
-        if name not in MODELS:
-            raise InputError(f"--models: unknown model {name!r}; known models: {', '.join(MODELS)}")
+    for name in args.names:  # a built-in name or package.module:ClassName
+        try:
+            resolve_model(name)
+        except InputError as exc:
+            raise InputError(f"--models: {exc}") from None
     if args.device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device available")
     if min(args.batch_size, args.lags, args.features, args.repeats) < 1 or args.warmup < 0:
