@@ -123,9 +123,6 @@ class RunConfig:
         else:
             setattr(obj, last, value)
 
-    def copy(self) -> "RunConfig":
-        return RunConfig.from_dict(self.to_dict())
-
     def describe(self) -> str:
         """One line per section, as printed at the start of a run."""
         lines = []

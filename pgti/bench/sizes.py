@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pgti.data import storages
-from pgti.data.modes import MODE_NAMES, predicted_bytes
+from pgti.data.modes import MODE_NAMES
 from pgti.datasets.registry import DatasetSpec
 
 GIB = 1 << 30
@@ -57,7 +57,7 @@ class Shape(storages.Shape):
         if mode not in MODE_NAMES["bench"]:
             raise ValueError(f"unknown mode {mode!r}")
         m = MODE_NAMES["bench"][mode]
-        host, _ = predicted_bytes(m.storage, self, gpu=m.device == "cuda")
+        host, _ = storages.get_storage(m.storage).predict(self, gpu=m.device == "cuda")
         return host
 
 

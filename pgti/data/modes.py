@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pgti.data.storages import STORAGES, Shape, get_storage
+from pgti.data.storages import STORAGES, Shape
 from pgti.errors import InputError
 
 
@@ -100,10 +100,6 @@ def pick_auto(shape: Shape, gpu: bool, host_budget: int, device_budget: int | No
         refused.append(f"{label} needs {' and '.join(over)}")
     last = candidates[-1]
     return last.name, "; ".join(refused) + f"; {last.name} is the smallest there is"
-
-
-def predicted_bytes(storage: str, shape: Shape, gpu: bool = False) -> tuple[int, int]:
-    return get_storage(storage).predict(shape, gpu)
 
 
 def _human(n: float) -> str:

@@ -211,10 +211,8 @@ def publish_arrays(client, job_id: str, arrays: dict) -> dict[str, str]:
     under names unique to the job; returns role -> name, for the ranks."""
     from distributed import wait
 
-    if len(arrays) == 1:  # one collection alone: its graph may hold futures (placed_series), kept as they are
-        persisted = {role: client.persist(array) for role, array in arrays.items()}
-    else:  # together, so that what they share (the windows' series) is computed once
-        persisted = dict(zip(arrays, client.persist(list(arrays.values()))))
+    # Together, so that what they share (the windows' series) is computed once.
+    persisted = dict(zip(arrays, client.persist(list(arrays.values()))))
     wait(list(persisted.values()))
     names = {role: f"pgti-{job_id}-{role}" for role in persisted}
     client.publish_dataset(**{names[role]: array for role, array in persisted.items()})

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from pgti.compat import ensure_torch_sparse
-from pgti.nn.dcrnn import _check_input
 from pgti.nn.registry import register_model
+from pgti.nn.window import check_input, window_length
 
 
 @register_model("agcrn")
@@ -32,8 +32,7 @@ class AGCRNModel(nn.Module):
         ensure_torch_sparse()
         from torch_geometric_temporal.nn.recurrent import AGCRN
 
-        if lags is None or lags < 1:
-            raise ValueError(f"agcrn needs the window length lags >= 1, got {lags}")
+        lags = window_length("agcrn", lags)
         if hidden < 1 or embedding_dim < 1 or K < 2:
             raise ValueError("hidden and embedding_dim must be >= 1, K >= 2")
         self.num_nodes, self.num_features, self.lags = num_nodes, num_features, lags
@@ -43,9 +42,7 @@ class AGCRNModel(nn.Module):
         self.head = nn.Linear(hidden, lags)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        _check_input(x, self.num_nodes, self.num_features)
-        if x.size(1) != self.lags:
-            raise ValueError(f"agcrn was built for windows of {self.lags} steps, got {x.size(1)}")
+        check_input(x, self.num_nodes, self.num_features, self.lags, "agcrn")
         state = None
         for step in range(x.size(1)):
             state = self.recurrent(x[:, step], self.node_embeddings, state)

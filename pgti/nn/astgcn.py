@@ -20,9 +20,9 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from pgti.compat import ensure_torch_sparse
-from pgti.nn.dcrnn import _check_input
 from pgti.nn.diffusion import check_graph
 from pgti.nn.registry import register_model
+from pgti.nn.window import check_input, window_length
 
 
 @register_model("astgcn")
@@ -36,8 +36,7 @@ class ASTGCNModel(nn.Module):
         ensure_torch_sparse()
         from torch_geometric_temporal.nn.attention import ASTGCN
 
-        if lags is None or lags < 1:
-            raise ValueError(f"astgcn needs the window length lags >= 1, got {lags}")
+        lags = window_length("astgcn", lags)
         if min(blocks, K, chev_filters, time_filters) < 1:
             raise ValueError("blocks, K, chev_filters and time_filters must be >= 1")
         check_graph(edge_index, edge_weight, num_nodes)
@@ -49,8 +48,6 @@ class ASTGCNModel(nn.Module):
         self.register_buffer("edge_index", edge_index.long().clone(), persistent=False)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        _check_input(x, self.num_nodes, self.num_features)
-        if x.size(1) != self.lags:
-            raise ValueError(f"astgcn was built for windows of {self.lags} steps, got {x.size(1)}")
+        check_input(x, self.num_nodes, self.num_features, self.lags, "astgcn")
         out = self.astgcn(x.permute(0, 2, 3, 1), self.edge_index)  # (B, N, L)
         return out.transpose(1, 2).unsqueeze(-1).contiguous()

@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 
 from pgti.nn.diffusion import DualRandomWalkDiffusion
 from pgti.nn.registry import register_model
+from pgti.nn.window import check_input
 
 
 class _NodeBatchedProduct(torch.autograd.Function):
@@ -96,13 +97,6 @@ class _DiffusionConvolution(torch.autograd.Function):
             grad_terms = grad_terms.view(n, diffusion.num_terms, *x.shape[1:])
             grad_x = diffusion.adjoint(grad_terms, matrices)
         return grad_weight, grad_x, None, None
-
-
-def _check_input(x: Tensor, num_nodes: int, num_features: int) -> None:
-    if x.dim() != 4 or x.size(2) != num_nodes or x.size(3) != num_features:
-        raise ValueError(
-            f"expected x of shape (B, L, {num_nodes}, {num_features}), got {tuple(x.shape)}"
-        )
 
 
 class DCGRUCell(nn.Module):
@@ -232,7 +226,7 @@ class DCRNNCell(nn.Module):
         self.cell = DCGRUCell(num_features, num_features, self.diffusion)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        _check_input(x, self.num_nodes, self.num_features)
+        check_input(x, self.num_nodes, self.num_features)
         matrices = self.diffusion.matrices()
         states, _ = self.cell(_to_node_major(x), matrices=matrices)
         return _from_node_major(states)
@@ -290,7 +284,7 @@ class DCRNN(nn.Module):
         return k / (k + math.exp(min(self.batches_seen / k, 700.0)))
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        _check_input(x, self.num_nodes, self.num_features)
+        check_input(x, self.num_nodes, self.num_features)
         matrices = self.diffusion.matrices()
         horizon = x.size(1)
         # The encoder has no feedback, so it runs layer by layer over the whole window.

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from pgti.nn.dcrnn import _check_input
 from pgti.nn.registry import register_model
+from pgti.nn.window import check_input, window_length
 
 
 @register_model("gru")
@@ -22,8 +22,7 @@ class NodeGRU(nn.Module):
                  edge_index: Tensor | None = None, edge_weight: Tensor | None = None,
                  hidden: int = 32, layers: int = 1):
         super().__init__()
-        if lags is None or lags < 1:
-            raise ValueError(f"gru needs the window length lags >= 1, got {lags}")
+        lags = window_length("gru", lags)
         if hidden < 1 or layers < 1:
             raise ValueError("hidden and layers must be >= 1")
         self.num_nodes, self.num_features, self.lags = num_nodes, num_features, lags
@@ -31,10 +30,8 @@ class NodeGRU(nn.Module):
         self.head = nn.Linear(hidden, lags)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        _check_input(x, self.num_nodes, self.num_features)
+        check_input(x, self.num_nodes, self.num_features, self.lags, "gru")
         b, lags, n, f = x.shape
-        if lags != self.lags:
-            raise ValueError(f"gru was built for windows of {self.lags} steps, got {lags}")
         sequences = x.permute(0, 2, 1, 3).reshape(b * n, lags, f)
         _, last = self.gru(sequences)  # last: (layers, B * N, hidden)
         out = self.head(last[-1]).view(b, n, lags)

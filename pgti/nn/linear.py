@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from pgti.nn.dcrnn import _check_input
 from pgti.nn.registry import register_model
+from pgti.nn.window import check_input, window_length
 
 
 @register_model("linear")
@@ -22,15 +22,12 @@ class LinearAR(nn.Module):
     def __init__(self, *, num_nodes: int, num_features: int, lags: int | None,
                  edge_index: Tensor | None = None, edge_weight: Tensor | None = None):
         super().__init__()
-        if lags is None or lags < 1:
-            raise ValueError(f"linear needs the window length lags >= 1, got {lags}")
+        lags = window_length("linear", lags)
         self.num_nodes, self.num_features, self.lags = num_nodes, num_features, lags
         self.linear = nn.Linear(lags * num_features, lags)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        _check_input(x, self.num_nodes, self.num_features)
+        check_input(x, self.num_nodes, self.num_features, self.lags, "linear")
         b, lags, n, f = x.shape
-        if lags != self.lags:
-            raise ValueError(f"linear was built for windows of {self.lags} steps, got {lags}")
         window = x.permute(0, 2, 1, 3).reshape(b, n, lags * f)  # each node's L x F window
         return self.linear(window).transpose(1, 2).unsqueeze(-1).contiguous()  # (B, L, N, 1)

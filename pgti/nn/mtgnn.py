@@ -21,8 +21,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from pgti.compat import ensure_torch_sparse
-from pgti.nn.dcrnn import _check_input
 from pgti.nn.registry import register_model
+from pgti.nn.window import check_input, window_length
 
 
 @register_model("mtgnn")
@@ -37,8 +37,7 @@ class MTGNNModel(nn.Module):
         ensure_torch_sparse()
         from torch_geometric_temporal.nn.attention import MTGNN
 
-        if lags is None or lags < 1:
-            raise ValueError(f"mtgnn needs the window length lags >= 1, got {lags}")
+        lags = window_length("mtgnn", lags)
         if min(layers, subgraph_size, node_dim) < 1 or not 0 <= dropout < 1:
             raise ValueError("layers, subgraph_size and node_dim must be >= 1, 0 <= dropout < 1")
         self.num_nodes, self.num_features, self.lags = num_nodes, num_features, lags
@@ -53,7 +52,5 @@ class MTGNNModel(nn.Module):
             layer._residual_conv = None  # used only without graph convolutions (gcn_true=False)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        _check_input(x, self.num_nodes, self.num_features)
-        if x.size(1) != self.lags:
-            raise ValueError(f"mtgnn was built for windows of {self.lags} steps, got {x.size(1)}")
+        check_input(x, self.num_nodes, self.num_features, self.lags, "mtgnn")
         return self.mtgnn(x.permute(0, 3, 2, 1))  # (B, F, N, L) -> (B, L, N, 1)

@@ -28,10 +28,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from pgti.nn.dcrnn import (DCGRUCell, _check_input, _from_node_major, _NodeBatchedProduct,
-                           _to_node_major)
+from pgti.nn.dcrnn import DCGRUCell, _from_node_major, _NodeBatchedProduct, _to_node_major
 from pgti.nn.diffusion import DualRandomWalkDiffusion
 from pgti.nn.registry import register_model
+from pgti.nn.window import check_input
 
 
 @register_model("dcrnn-cell-s2s")
@@ -54,7 +54,7 @@ class DCRNNCellS2S(nn.Module):
         self.readout = nn.Linear(hidden, num_features)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        _check_input(x, self.num_nodes, self.num_features)
+        check_input(x, self.num_nodes, self.num_features)
         matrices = self.diffusion.matrices()
         sequence = _to_node_major(x)  # (N, F, L, B)
         last_input = sequence[:, :, -1]

@@ -21,9 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from pgti.compat import ensure_torch_sparse
-from pgti.nn.dcrnn import _check_input
 from pgti.nn.diffusion import check_graph
 from pgti.nn.registry import register_model
+from pgti.nn.window import check_input, window_length
 
 
 @register_model("stconv")
@@ -37,8 +37,7 @@ class STGCNModel(nn.Module):
         ensure_torch_sparse()
         from torch_geometric_temporal.nn.attention import STConv
 
-        if lags is None or lags < 1:
-            raise ValueError(f"stconv needs the window length lags >= 1, got {lags}")
+        lags = window_length("stconv", lags)
         if min(blocks, kernel_size, K, hidden, channels) < 1:
             raise ValueError("blocks, kernel_size, K, hidden and channels must be >= 1")
         edge_weight = check_graph(edge_index, edge_weight, num_nodes)
@@ -54,9 +53,7 @@ class STGCNModel(nn.Module):
         self.register_buffer("edge_weight", edge_weight.float().clone(), persistent=False)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        _check_input(x, self.num_nodes, self.num_features)
-        if x.size(1) != self.lags:
-            raise ValueError(f"stconv was built for windows of {self.lags} steps, got {x.size(1)}")
+        check_input(x, self.num_nodes, self.num_features, self.lags, "stconv")
         h = x
         for block in self.blocks:
             h = block(h, self.edge_index, self.edge_weight)  # (B, T, N, channels)

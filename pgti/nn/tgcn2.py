@@ -14,9 +14,9 @@ import torch
 from torch import Tensor, nn
 
 from pgti.compat import ensure_torch_sparse
-from pgti.nn.dcrnn import _check_input
 from pgti.nn.diffusion import check_graph
 from pgti.nn.registry import register_model
+from pgti.nn.window import check_input, window_length
 
 
 @register_model("tgcn2")
@@ -29,8 +29,7 @@ class TGCN2Model(nn.Module):
         ensure_torch_sparse()
         from torch_geometric_temporal.nn.recurrent import TGCN2
 
-        if lags is None or lags < 1:
-            raise ValueError(f"tgcn2 needs the window length lags >= 1, got {lags}")
+        lags = window_length("tgcn2", lags)
         if hidden < 1:
             raise ValueError("hidden must be >= 1")
         edge_weight = check_graph(edge_index, edge_weight, num_nodes)
@@ -41,9 +40,7 @@ class TGCN2Model(nn.Module):
         self.register_buffer("edge_weight", edge_weight.float().clone(), persistent=False)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        _check_input(x, self.num_nodes, self.num_features)
-        if x.size(1) != self.lags:
-            raise ValueError(f"tgcn2 was built for windows of {self.lags} steps, got {x.size(1)}")
+        check_input(x, self.num_nodes, self.num_features, self.lags, "tgcn2")
         state = None
         for step in range(x.size(1)):
             state = self.recurrent(x[:, step], self.edge_index, self.edge_weight, state)

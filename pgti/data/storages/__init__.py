@@ -61,9 +61,6 @@ class Shape:
     def json_bytes(self) -> int:
         return 56 * self.num_timesteps * self.num_nodes if self.json else 0
 
-    def batch_bytes(self, batch_size: int) -> int:
-        return 2 * batch_size * self.lags * self.num_nodes * self.num_features * 4
-
 
 @dataclass
 class BuildContext:
