@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole benchmark suite behind RESULTS.md, one entry point.
 #
-#   scripts/bench_all.sh            # full sizes: ~25-30 min on a 2-core machine once the data exist
+#   scripts/bench_all.sh            # full sizes: ~35-40 min on a 2-core machine once the data exist
+#                                   # (the model zoo at PeMS-Bay's shape alone ~24 min)
 #   scripts/bench_all.sh --quick    # reduced sizes (at most 512 nodes x 8,064 steps): minutes
 #
 # Results go to results/bench/ (results/bench/quick/ with --quick). Synthetic data are generated
@@ -34,4 +35,5 @@ start=$(date +%s)
 run scripts/bench_data.py "${QUICK[@]}" --out "$OUT" "$@"
 run scripts/bench_memory.py "${QUICK[@]}" --out "$OUT" "$@"
 run scripts/bench_speed.py "${QUICK[@]}" --out "$OUT" "$@"
+run scripts/bench_zoo.py "${QUICK[@]}" --out "$OUT" "$@"
 echo "end: $(date -Is)  ($(( $(date +%s) - start )) s)" | tee -a "$LOG"

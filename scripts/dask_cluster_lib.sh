@@ -106,6 +106,9 @@ pgti_start_workers() {
 pgti_launch() {
     # No work stealing: ranks are pinned, and a stolen batch fetch would move a whole chunk.
     export DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING=${DASK_DISTRIBUTED__SCHEDULER__WORK_STEALING:-False}
+    # Workers get glibc's own malloc tuning, not the nanny's MALLOC_TRIM_THRESHOLD_=65536 (see
+    # WORKER_CONFIG in pgti/distributed/cluster.py: up to 2x slower training steps with it).
+    export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON=${DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON:-"{'MALLOC_TRIM_THRESHOLD_': None}"}
     SCHEDULER_FILE=${SCHEDULER_FILE:-$LOG_DIR/scheduler.json}
     SCHEDULER_TIMEOUT=${SCHEDULER_TIMEOUT:-120}
     WORKER_TIMEOUT=${WORKER_TIMEOUT:-300}

@@ -23,6 +23,7 @@ from pgti.bench.suites import data as data_suite
 from pgti.bench.suites import memory as memory_suite
 from pgti.bench.suites import models as models_suite
 from pgti.bench.suites import speed as speed_suite
+from pgti.bench.suites import zoo as zoo_suite
 from pgti.bench.tasks import _copy_blocks
 from pgti.engine.trainer import Trainer
 from pgti.data.loader import prepare
@@ -172,6 +173,41 @@ def test_model_step_is_one_train_epoch_of_the_real_trainer(monkeypatch, one_thre
     assert result["params"] == sum(p.numel() for p in model.parameters())
 
 
+def test_a_model_that_needs_training_statistics_is_timed_on_flat_ones():
+    """Random batches have no dataset behind them: a model with ``fit`` gets one flat slot (and
+    a model without ``fit`` is left as it is)."""
+    for name, options in (("dcrnn-cell-s2s-ha", {}), ("faulty_model:DiesAfter", {"die_rank": 9})):
+        result = models_suite.measure_steps(name, options, dataclasses.asdict(TINY_STEP), warmup=0, repeats=1)
+        assert len(result["times"]) == 1 and result["params"] > 0
+
+
+def test_pgt_layout_windows_are_our_index_windows_transposed(tmp_path):
+    """The PGT workflow of bench_zoo trains on the very windows our index path gathers: inputs
+    (S, N, F, L) = ours (S, L, N, F) moved, targets (S, N, L) = channel 0 of ours."""
+    generate("metr-la", tmp_path, nodes=6, timesteps=300, seed=3, progress=False)
+    data = prepare("metr-la", tmp_path, "index")
+    starts = np.asarray(data.split.starts("train"))[[0, 5, 17, 40]]
+    x, y = zoo_suite.materialise_like_pgt(data.storage.series.numpy(), starts, data.lags)
+    ours_x, ours_y = data.storage.gather(torch.as_tensor(starts))
+    assert x.is_contiguous() and y.is_contiguous() and x.dtype == y.dtype == torch.float32
+    assert torch.equal(x, ours_x.permute(0, 2, 3, 1))
+    assert torch.equal(y, ours_y[..., 0].permute(0, 2, 1))
+    data.raw.close()
+
+
+@pytest.mark.parametrize("name", sorted(zoo_suite.PGT_EXAMPLES))
+def test_pgt_example_networks_train_on_the_examples_layouts(name):
+    torch.manual_seed(0)
+    net = zoo_suite.PGT_EXAMPLES[name](num_features=2, lags=4)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4], [1, 2, 3, 4, 0]])
+    x, y = torch.randn(3, 5, 2, 4), torch.randn(3, 5, 4)  # (B, N, F, L), (B, N, L)
+    out = net(x, edge_index, torch.ones(5))
+    target = net.target(y)
+    assert out.shape == target.shape
+    torch.nn.functional.mse_loss(out, target).backward()
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
+
+
 def test_model_steps_in_a_fresh_process_come_back_as_json_numbers():
     outcome = models_suite.run_alone("dcrnn-cell", {}, TINY_STEP, warmup=0, repeats=2, threads=1, rss=True)
     assert outcome.ok, outcome.message + outcome.log_tail
@@ -233,7 +269,7 @@ def test_bench_data_rate_table_keeps_its_rounded_numbers():
 
 
 def test_scripts_are_entry_points_of_the_suites(repo):
-    for name in ("data", "ddp", "memory", "models", "speed"):
+    for name in ("data", "ddp", "memory", "models", "speed", "zoo"):
         text = (repo / "scripts" / f"bench_{name}.py").read_text()
         assert f"from pgti.bench.suites.{name} import main" in text
         assert len(text.splitlines()) <= 25
@@ -309,6 +345,40 @@ def test_bench_ddp_compares_the_bytes_dask_and_batch_shuffled_dask_index_move(re
     assert set(rows) == {"dask", "batch-shuffled dask-index"}
     assert float(rows["dask"]["full_epoch_with_setup_mib"]) > 0
     assert "| batch-shuffled dask-index |" in (tmp_path / "bench_ddp.md").read_text()
+
+
+@pytest.mark.slow
+def test_bench_zoo_times_each_model_through_each_mode_and_against_pgt(capsys, tmp_path, cache):
+    out = run_suite(zoo_suite, capsys, *TINY, "--dataset", "metr-la", "--batch-size", "8", "--batches", "3",
+                    "--models", "linear,tgcn2,last-value,dcrnn-cell-s2s-ha", "--modes", "base,index,gpu-index",
+                    "--pgt-steps", "2", "--pgt-rounds", "1", "--out", str(tmp_path), "--cache-dir", str(cache))
+    runs = read_csv(tmp_path / "zoo_runs.csv")
+    models = ("linear", "tgcn2", "last-value", "dcrnn-cell-s2s-ha")
+    assert [(r["model"], r["mode"]) for r in runs] == [(m, mode) for m in models
+                                                      for mode in ("base", "index", "gpu-index")]
+    for r in runs:
+        if r["mode"] == "gpu-index" and not torch.cuda.is_available():
+            assert r["status"] == "no GPU on this machine"
+            continue
+        assert r["status"] == "ok", r
+        assert float(r["step_s"]) > 0 and float(r["peak_gib"]) > 0 and r["batches"] == "3"
+    params = {r["model"]: int(r["params"]) for r in runs if r["status"] == "ok"}
+    assert params["last-value"] == 0 and min(params["linear"], params["tgcn2"], params["dcrnn-cell-s2s-ha"]) > 0
+    assert "last-value (no parameters: forward only)" in (tmp_path / "zoo.md").read_text()
+    pgt = read_csv(tmp_path / "zoo_pgt.csv")
+    assert [r["model"] for r in pgt] == ["tgcn2"] and pgt[0]["status"] == "ok"
+    ours, theirs = ([float(v) for v in pgt[0][side].split()] for side in ("ours_all", "pgt_all"))
+    assert len(ours) == len(theirs) == 1 and float(pgt[0]["ratio"]) == pytest.approx(ours[0] / theirs[0], rel=1e-3)
+    assert "target tgcn2: our index path / PGT's materialising workflow, per step:" in out
+    for png in ("zoo_step.png", "zoo_peak.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_zoo_names_a_bad_model_or_mode_in_one_line(capsys):
+    for argv, flag in ((["--models", "nope"], "--models"), (["--modes", "base,peer"], "--modes")):
+        assert zoo_suite.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {flag}: "), err
 
 
 def test_bench_models_times_a_model_brought_as_module_and_class(capsys):

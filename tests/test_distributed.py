@@ -370,3 +370,30 @@ def test_workers_not_arriving_is_a_clear_error(data_dir, scheduler_file, tmp_pat
                                   "-np", "3", "--worker-timeout", "2", "-bs", str(BATCH)])
     err = capsys.readouterr().err
     assert status == 2 and "only 2 of the 3 Dask workers" in err
+
+
+def _malloc_environment():
+    return {key: os.environ.get(key) for key in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")}
+
+
+def test_local_workers_get_glibcs_own_malloc_tuning(monkeypatch):
+    """Not the nanny's MALLOC_TRIM_THRESHOLD_=65536, which made training steps up to 2x slower
+    (pgti.distributed.cluster.WORKER_CONFIG); its one-thread settings stay."""
+    from pgti.distributed.cluster import open_cluster
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with open_cluster(1, gpu=False, scheduler_file=None, debug=False) as client:
+        seen = list(client.run(_malloc_environment).values())
+    assert seen == [{"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1"}]
+
+
+def test_launch_scripts_unset_the_nannys_malloc_trim_threshold():
+    text = (REPO / "scripts" / "dask_cluster_lib.sh").read_text()
+    line = next(line for line in text.splitlines() if "DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON=" in line)
+    value = line.split(":-", 1)[1].rstrip("}").strip('"')
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    env["DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON"] = value
+    code = ("import distributed.nanny as n; "
+            "print(sorted(n._get_env_variables('distributed.nanny.pre-spawn-environ')))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['MKL_NUM_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS']"

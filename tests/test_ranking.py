@@ -174,10 +174,14 @@ def test_sweep_writes_every_output_and_a_rerun_skips_every_run(tmp_path, capsys,
 
     agreement = read_rows(out / "agreement.csv")
     kinds = [(r["comparison"], r["dataset"], r["predictor"]) for r in agreement]
-    assert kinds == [("dataset_vs_reference", "pedalme", "full_test_mae"),
-                     ("quick_vs_full", "chickenpox", "quick_val_mae"), ("quick_vs_full", "chickenpox", "quick_powerlaw"),
-                     ("quick_vs_full", "pedalme", "quick_val_mae"), ("quick_vs_full", "pedalme", "quick_powerlaw")]
+    assert kinds == [("dataset_vs_reference", "pedalme", "full_test_mae")] + [
+        (comparison, dataset, predictor) for dataset in ("chickenpox", "pedalme")
+        for comparison in ("quick_vs_full", "quick_vs_full_trained") for predictor in ("quick_val_mae", "quick_powerlaw")]
     for r in agreement:
+        if r["comparison"] == "quick_vs_full_trained":  # the baselines left out: dcrnn-cell alone, no order
+            assert r["models"] == "1" and r["kendall_tau"] == "" and r["agrees_better"] == ""
+            assert (r["picked_model"], r["best_model"], float(r["regret"])) == ("dcrnn-cell", "dcrnn-cell", 0.0)
+            continue
         tau, lo, hi = float(r["kendall_tau"]), float(r["kendall_tau_lo"]), float(r["kendall_tau_hi"])
         assert -1 <= lo <= hi <= 1 and -1 <= tau <= 1 and r["models"] == "3"
         if r["comparison"] == "quick_vs_full":
@@ -246,3 +250,29 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, rank_models, argv, me
     captured = capsys.readouterr()
     assert captured.err.startswith(message) and captured.err.count("\n") == 1, captured.err
     assert not (tmp_path / "o").exists()
+
+
+def test_sweeps_sharing_a_runs_dir_reuse_each_others_runs(tmp_path, capsys, rank_models):
+    """A second sweep (another model list) on the first's --runs-dir runs only what is new and
+    writes its own tables; a sweep on a runs directory in use is refused before it runs."""
+    shared = tmp_path / "runs"
+    common = ["--datasets", "pedalme", "--seeds", "1", "--budgets", "full", "--epochs", "1", "-np", "1",
+              "--data-dir", str(REPO / "data"), "--runs-dir", str(shared), "-q"]
+    assert rank_models.main([*common, "--models", "last-value", "--output-dir", str(tmp_path / "a")]) == 0
+    first = (shared / "pedalme" / "last-value" / "full-seed0" / "stats.csv").read_bytes()
+    capsys.readouterr()
+    assert rank_models.main([*common, "--models", "last-value,linear", "--output-dir", str(tmp_path / "b")]) == 0
+    captured = capsys.readouterr()
+    assert "2 runs: 1 already done, 1 to run" in captured.err
+    assert (shared / "pedalme" / "last-value" / "full-seed0" / "stats.csv").read_bytes() == first
+    assert [r["model"] for r in read_rows(tmp_path / "a" / "runs.csv")] == ["last-value"]
+    assert {r["model"] for r in read_rows(tmp_path / "b" / "runs.csv")} == {"last-value", "linear"}
+    assert not (tmp_path / "b" / "runs").exists()
+
+    import fcntl
+
+    with open(shared / ".sweep.lock", "a") as held:  # as a sweep running now holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert rank_models.main([*common, "--models", "linear", "--output-dir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {shared} is in use by another sweep running now") and err.count("\n") == 1

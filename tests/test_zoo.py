@@ -1,4 +1,5 @@
-"""The model zoo (pgti/nn/{linear,gru,a3tgcn2,tgcn2,agcrn,astgcn,stconv,mtgnn}.py) keeps the contract."""
+"""The model zoo (pgti/nn/{linear,gru,a3tgcn2,tgcn2,agcrn,astgcn,stconv,mtgnn}.py) keeps the contract,
+and every registered model trains alike from every storage and under DDP."""
 
 import csv
 import math
@@ -6,13 +7,15 @@ import math
 import pytest
 import torch
 
+from conftest import requires_gpu
 from pgti.engine import cli
 from pgti.errors import InputError
-from pgti.nn import MODELS, build_model
+from pgti.nn import MODELS, build_model, model_list
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 ZOO = ("linear", "gru", "a3tgcn2", "tgcn2", "agcrn", "astgcn", "stconv", "mtgnn")
+ALL = tuple(sorted(MODELS))  # the zoo, the DCRNN family and the baselines
 GRAPH_FREE = ("linear", "gru", "agcrn", "mtgnn")  # agcrn, mtgnn learn their adjacency
 SHAPES = {"chickenpox": (20, 4, 1), "metr-la": (207, 12, 2)}  # (N, L, F)
 
@@ -123,23 +126,40 @@ def test_linear_learns_a_linear_autoregression():
     assert mae < 1e-3 * last_value_mae, (mae, last_value_mae)
 
 
-@pytest.mark.parametrize("name", ZOO)
-def test_zoo_model_trains_bitwise_alike_from_every_storage(tmp_path, name):
-    """base, index and lazy-index batches are bitwise equal, so each model's losses are too."""
+def losses_by_storage(tmp_path, name: str, gpu: bool) -> dict[str, list[tuple[str, str]]]:
     losses = {}
     for mode in ("base", "index", "lazy-index"):
         out = tmp_path / mode
         assert cli.main("chickenpox", ["-e", "1", "-m", mode, "--max-batches", "2", "--model", name,
-                                       "--seed", "2", "--output-dir", str(out), "--quiet"]) == 0
+                                       "--seed", "2", "--output-dir", str(out), "--quiet",
+                                       *(["-g"] if gpu else [])]) == 0
         with open(out / "per_epoch_stats.csv", newline="") as f:
             losses[mode] = [(r["t_mae"], r["v_mae"]) for r in csv.DictReader(f)]
+    return losses
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_trains_bitwise_alike_from_every_storage(tmp_path, name):
+    """base, index and lazy-index batches are bitwise equal, so each model's losses are too (the
+    baselines, which have no parameters, evaluate the batch)."""
+    losses = losses_by_storage(tmp_path, name, gpu=False)
+    assert losses["base"] == losses["index"] == losses["lazy-index"]
+    assert losses["base"] and all(float(t) > 0 for t, _ in losses["base"])
+
+
+@pytest.mark.gpu
+@requires_gpu
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_trains_bitwise_alike_from_every_storage_on_the_gpu(tmp_path, name):
+    """The same on the GPU: the series there once (GPU-index), or each batch copied over."""
+    losses = losses_by_storage(tmp_path, name, gpu=True)
     assert losses["base"] == losses["index"] == losses["lazy-index"]
     assert losses["base"] and all(float(t) > 0 for t, _ in losses["base"])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ZOO)
-def test_zoo_model_trains_under_ddp_on_two_cpu_ranks(tmp_path, name):
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_trains_under_ddp_on_two_cpu_ranks(tmp_path, name):
     out = tmp_path / "run"
     assert cli.ddp_main("pems_ddp.py", ["--dataset", "chickenpox", "-m", "index", "-np", "2", "-e", "1",
                                         "--max-batches", "2", "-bs", "4", "--model", name,
@@ -148,3 +168,12 @@ def test_zoo_model_trains_under_ddp_on_two_cpu_ranks(tmp_path, name):
         stats = list(csv.DictReader(f))
     assert len(stats) == 1 and stats[0]["world_size"] == "2"
     assert math.isfinite(float(stats[0]["test_mae"]))
+
+
+def test_model_list_reads_names_or_all_and_refuses_what_it_cannot_resolve():
+    assert model_list("all") == list(MODELS)
+    assert model_list(" linear , faulty_model:DiesAfter") == ["linear", "faulty_model:DiesAfter"]
+    for text, message in ((" , ", "no model named"), ("gru,linear,gru", "gru given twice"),
+                          ("linear,nope", "unknown model 'nope'"), ("faulty_model:Nope", "has no attribute")):
+        with pytest.raises(InputError, match=message):
+            model_list(text)

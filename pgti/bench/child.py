@@ -14,7 +14,8 @@ import sys
 import traceback
 
 # Tasks of a benchmark suite: (module, function), imported only by the process that runs them.
-SUITE_TASKS = {"model_steps": ("pgti.bench.suites.models", "measure_steps")}
+SUITE_TASKS = {"model_steps": ("pgti.bench.suites.models", "measure_steps"),
+               "zoo_pgt_workflow": ("pgti.bench.suites.zoo", "task_pgt_workflow")}
 
 
 def find_task(name: str):

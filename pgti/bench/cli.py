@@ -142,6 +142,8 @@ def measure_memory(data: BenchData, mode: str, args, *, batch_size: int, max_bat
         "last_pass_s": last_pass,
         "data_s": data_s,
         "data_share": data_s / last_pass if last_pass > 0 else None,
+        "params": r.get("params"),
+        "step_s": report.median(r["step_s"][-1]),  # last pass: producing a batch and its step
         "batches_per_s": r["batches"] / r["batches_s"] if r["batches_s"] > 0 else None,
         "rss_exact": r["rss_exact"],
         "threads": r["threads"],

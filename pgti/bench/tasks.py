@@ -106,11 +106,14 @@ def task_memory(
     if train:
         from pgti.engine.metrics import TargetUnits
         from pgti.engine.trainer import Trainer
+        from pgti.engine.session import fit_model
         from pgti.nn import build_model
+        from pgti.nn.baselines import TrainingStatistics
 
-        _warm_up_training(model, Trainer, TargetUnits, build_model)
+        _warm_up_training(model)
     if mode != PEER:
         from pgti.engine.session import build_plan, build_session
+        from pgti.nn.baselines import training_statistics
     torch.manual_seed(seed)
 
     with PeakRss(gpu=gpu) as rss:
@@ -135,8 +138,9 @@ def task_memory(
                                model=ModelConfig(name=model), training=TrainingConfig(seed=seed))
             data = read_dataset(dataset, data_dir, gpu=gpu)
             storage = MODE_NAMES["bench"][mode].storage
-            if train:
-                session = build_session(config, data, storage=storage, device=data.device)
+            if train:  # the training statistics too, as a run reads them (models with fit use them)
+                session = build_session(config, data, storage=storage, device=data.device,
+                                        stats=training_statistics(data))
                 plan = session.plan
             else:  # batch assembly alone: no model
                 plan = build_plan(config, data, storage=storage, device=data.device)
@@ -153,10 +157,11 @@ def task_memory(
         if train and mode == PEER:
             net = build_model(model, num_nodes=data.num_nodes, num_features=data.num_features, lags=lags,
                               edge_index=edge_index, edge_weight=edge_weight)
-            trainer = Trainer(net, units, lags)
+            # the peer's loader has no training statistics: flat ones cost the same to use
+            trainer = Trainer(fit_model(net, TrainingStatistics.flat(data.num_nodes)), units, lags)
         elif train:
             trainer = session.trainer
-        pass_s, data_s, n_batches = [], [], 0
+        pass_s, data_s, step_s, n_batches = [], [], [], 0
         for epoch in range(passes):
             t1 = time.perf_counter()
             counted = _counting(epoch_batches(epoch), sync=torch.cuda.synchronize if gpu else None)
@@ -169,6 +174,7 @@ def task_memory(
                 torch.cuda.synchronize()
             pass_s.append(time.perf_counter() - t1)
             data_s.append(counted.data_s)
+            step_s.append(counted.step_s)
             n_batches = counted.count
         shape = (data.raw.num_timesteps, data.num_nodes, data.num_features)
         if mode != PEER:
@@ -191,24 +197,35 @@ def task_memory(
         "batches_s": pass_s[0],
         "pass_s": pass_s,
         "data_s": data_s,
+        "step_s": step_s,
+        "params": None if trainer is None else sum(p.numel() for p in trainer.model.parameters()),
         "threads": torch.get_num_threads(),
         **rss.as_dict(),
     }
 
 
-def _warm_up_training(model: str, Trainer, TargetUnits, build_model) -> None:
+def _warm_up_training(model: str) -> None:
     """One training step of ``model`` on a 3-node ring, before the baseline: the first step
     imports ~800 modules lazily (TorchScript, sympy, ...; ~90 MiB), which are imports, not
     memory the data or the model at size need."""
+    from pgti.engine.metrics import TargetUnits
+    from pgti.engine.session import fit_model
+    from pgti.engine.trainer import Trainer
+    from pgti.nn import build_model
+    from pgti.nn.baselines import TrainingStatistics
+
     edge_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
     net = build_model(model, num_nodes=3, num_features=1, lags=4, edge_index=edge_index, edge_weight=torch.ones(3))
+    fit_model(net, TrainingStatistics.flat(3))  # a model that needs training statistics gets flat ones
     units = TargetUnits(torch.tensor(0.0), torch.tensor(1.0), None)
     x = torch.randn(2, 4, 3, 1)
     Trainer(net, units, 4).train_epoch([(x, x)], total=1)
 
 
 class _counting:
-    """Passes batches on, counting them and the seconds spent producing them (``data_s``).
+    """Passes batches on, counting them, the seconds spent producing them (``data_s``) and the
+    seconds from asking for each batch to asking for the next (``step_s``: producing it and
+    the training step on it).
 
     ``sync`` (``torch.cuda.synchronize`` on a GPU) is called before each batch is asked for, so
     the previous step's queued GPU work is not counted as data, and after the batch arrives, so
@@ -216,13 +233,18 @@ class _counting:
 
     def __init__(self, it, sync=None):
         self.it, self.count, self.data_s, self.sync = it, 0, 0.0, sync
+        self.step_s: list[float] = []  # batch i asked for -> batch i + 1 asked for: producing and training it
 
     def __iter__(self):
         it = iter(self.it)
+        asked = None
         while True:
             if self.sync is not None:
                 self.sync()
             t0 = time.perf_counter()
+            if asked is not None:
+                self.step_s.append(t0 - asked)
+            asked = t0
             try:
                 item = next(it)
             except StopIteration:

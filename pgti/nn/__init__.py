@@ -16,7 +16,7 @@ Each built-in model is one module of this package whose class carries
   ``tgcn2``, ``agcrn``, ``astgcn``, ``stconv``, ``mtgnn`` behind thin wrappers (README, "Model zoo").
 """
 
-from pgti.nn.registry import (DEFAULT_MODEL, MODELS, build_model, model_options, register_model,
+from pgti.nn.registry import (DEFAULT_MODEL, MODELS, build_model, model_list, model_options, register_model,
                               resolve_model)
 from pgti.nn.dcrnn import DCRNN, DCGRUCell, DCRNNCell
 from pgti.nn.diffusion import DualRandomWalkDiffusion, check_graph, dual_random_walk
@@ -35,6 +35,7 @@ __all__ = [
     "build_model",
     "check_graph",
     "dual_random_walk",
+    "model_list",
     "model_options",
     "register_model",
     "resolve_model",

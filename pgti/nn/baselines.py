@@ -50,6 +50,13 @@ class TrainingStatistics:
     def slots(self) -> int:
         return self.table.shape[0]
 
+    @classmethod
+    def flat(cls, num_nodes: int) -> "TrainingStatistics":
+        """One slot with mean 0 for every node, nothing missing: for models that need ``fit``
+        when there is no dataset behind the batches (benchmarks on random inputs)."""
+        zeros = np.zeros((1, num_nodes))
+        return cls(zeros.astype(np.float32), zeros, None, None, None, 0, None, None)
+
 
 def _slot_of_day(time_of_day_ns, offset_ns: int, step_ns: int, steps_per_day: int):
     """Index of a time of day among the day's steps (exact for integers, rounded for floats)."""

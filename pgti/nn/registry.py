@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from pgti.errors import InputError
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "build_model", "discover_models", "model_options",
+__all__ = ["DEFAULT_MODEL", "MODELS", "build_model", "discover_models", "model_list", "model_options",
            "register_model", "resolve_model"]
 
 DEFAULT_MODEL = "pgt-dcrnn"  # the PGT-I paper's configuration
@@ -120,6 +120,23 @@ def resolve_model(name: str) -> type[nn.Module]:
         raise InputError(f"{name}: {attr_path} is not a torch.nn.Module subclass "
                          f"(it is {_one_line(repr(obj))[:80]})", field=FIELD)
     return obj
+
+
+def model_list(text: str) -> list[str]:
+    """The models of a comma-separated list (built-in names or ``package.module:ClassName``), or
+    every built-in for ``all``, in order. Raises ``InputError`` for an empty list, a name given
+    twice, or a model :func:`resolve_model` cannot find."""
+    if text.strip() == "all":
+        return list(_builtins())
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise InputError("no model named", field=FIELD)
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise InputError(f"{', '.join(duplicated)} given twice", field=FIELD)
+    for name in names:
+        resolve_model(name)
+    return names
 
 
 def _origin(module) -> str:

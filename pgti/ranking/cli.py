@@ -11,8 +11,8 @@ from pgti.cli_util import ArgumentParser, add_bool_flag, positive_float, positiv
 from pgti.datasets.registry import DATASETS
 from pgti.errors import InputError
 from pgti.ranking.plots import plot_quick_vs_full, plot_ranks
-from pgti.ranking.sweep import (BUDGETS, RUN_COLUMNS, SweepSettings, failed_row, is_done, plan_dataset, plan_runs,
-                                read_run, run_sweep, write_sweep_file)
+from pgti.ranking.sweep import (BUDGETS, RUN_COLUMNS, SweepSettings, failed_row, holding_runs, is_done,
+                                plan_dataset, plan_runs, read_run, run_sweep, write_sweep_file)
 from pgti.ranking.tables import AGREEMENT_COLUMNS, RANKING_COLUMNS, agreement_rows, ranking_rows, summary_lines
 
 DEFAULT_REFERENCE = "metr-la"
@@ -45,6 +45,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--data-dir", default="data", help="directory holding the dataset files")
     p.add_argument("--output-dir", default="results/ranking",
                    help="the sweep directory; rerunning with the same arguments skips the finished runs")
+    p.add_argument("--runs-dir", default=None, metavar="DIR",
+                   help="where the run directories go (default OUTPUT_DIR/runs); sweeps given the same "
+                        "--runs-dir reuse each other's finished runs (same dataset, model, seed and settings)")
     p.add_argument("--reference", default=None,
                    help=f"dataset whose full ranking the others are compared with "
                         f"(default {DEFAULT_REFERENCE} if swept, else the first of --datasets)")
@@ -72,7 +75,7 @@ def _names(text: str, flag: str) -> list[str]:
 
 
 def settings_from_args(args) -> tuple[SweepSettings, str]:
-    from pgti.nn import MODELS, resolve_model
+    from pgti.nn import model_list
 
     if args.datasets is None:
         raise InputError("--datasets is required (comma-separated names, e.g. chickenpox,pedalme)")
@@ -80,9 +83,10 @@ def settings_from_args(args) -> tuple[SweepSettings, str]:
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise InputError(f"--datasets: unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
-    models = list(MODELS) if args.models.strip() == "all" else _names(args.models, "--models")
-    for model in models:
-        resolve_model(model)
+    try:
+        models = model_list(args.models)
+    except InputError as exc:
+        raise InputError(f"--models: {exc}") from None
     budgets = _names(args.budgets, "--budgets")
     if any(b not in BUDGETS for b in budgets):
         raise InputError(f"--budgets: expected quick, full or quick,full, got {args.budgets!r}")
@@ -94,6 +98,7 @@ def settings_from_args(args) -> tuple[SweepSettings, str]:
         budgets=tuple(b for b in BUDGETS if b in budgets), epochs=args.epochs, patience=args.patience,
         quick_fraction=args.quick_fraction, quick_epochs=args.quick_epochs, batch_size=args.batch_size,
         lr=args.lr, data_dir=str(Path(args.data_dir).resolve()), output_dir=str(Path(args.output_dir).resolve()),
+        runs_dir=None if args.runs_dir is None else str(Path(args.runs_dir).resolve()),
     )
     return settings, reference
 
@@ -104,21 +109,23 @@ def sweep(args, argv: list[str]) -> int:
     settings, reference = settings_from_args(args)
     plans = {d: plan_dataset(settings, d) for d in settings.datasets}
     runs = plan_runs(settings, plans)
-    done = {spec for spec in runs if is_done(spec)}
-    todo = [spec for spec in runs if spec not in done]
-    out = Path(settings.output_dir)
-    write_sweep_file(out / "sweep.json", settings, plans, argv)
-    for plan in plans.values():
-        quick = (f"quick {plan.quick_epochs} epochs x {plan.quick_max_batches or plan.train_batches} batches "
-                 f"= {plan.quick_steps} steps") if "quick" in settings.budgets else ""
-        print(f"{plan.dataset}: batch size {plan.batch_size}, full {settings.epochs} epochs x "
-              f"{plan.train_batches} batches = {plan.full_steps} steps; {quick}", file=sys.stderr)
-    print(f"{len(runs)} runs: {len(done)} already done, {len(todo)} to run", file=sys.stderr)
+    with holding_runs(settings.runs_root):
+        done = {spec for spec in runs if is_done(spec)}
+        todo = [spec for spec in runs if spec not in done]
+        out = Path(settings.output_dir)
+        write_sweep_file(out / "sweep.json", settings, plans, argv)
+        for plan in plans.values():
+            quick = (f"quick {plan.quick_epochs} epochs x {plan.quick_max_batches or plan.train_batches} batches "
+                     f"= {plan.quick_steps} steps") if "quick" in settings.budgets else ""
+            print(f"{plan.dataset}: batch size {plan.batch_size}, full {settings.epochs} epochs x "
+                  f"{plan.train_batches} batches = {plan.full_steps} steps; {quick}", file=sys.stderr)
+        print(f"{len(runs)} runs: {len(done)} already done, {len(todo)} to run", file=sys.stderr)
 
-    outcomes = {}
-    if todo:
-        with open_cluster(args.npar, gpu=False, scheduler_file=args.dask_cluster_file, debug=args.debug) as client:
-            outcomes = run_sweep(todo, client, progress=not args.quiet)
+        outcomes = {}
+        if todo:
+            with open_cluster(args.npar, gpu=False, scheduler_file=args.dask_cluster_file,
+                              debug=args.debug) as client:
+                outcomes = run_sweep(todo, client, progress=not args.quiet)
 
     rows = []
     for spec in runs:

@@ -35,6 +35,7 @@ from pgti.observability.outputs import EPOCHS_FILE, STATS_FILE
 
 BUDGETS = ("quick", "full")
 RUNS_DIR = "runs"
+LOCK_FILE = ".sweep.lock"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ class SweepSettings:
     lr: float = 1e-3
     data_dir: str = "data"
     output_dir: str = "results/ranking"
+    runs_dir: str | None = None  # None: output_dir/runs. Sweeps that share one reuse each other's runs
+
+    @property
+    def runs_root(self) -> Path:
+        return Path(self.runs_dir) if self.runs_dir is not None else Path(self.output_dir) / RUNS_DIR
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ def run_config(settings: SweepSettings, plan: DatasetPlan, model: str, budget: s
 
 
 def plan_runs(settings: SweepSettings, plans: dict[str, DatasetPlan]) -> list[RunSpec]:
-    root = Path(settings.output_dir) / RUNS_DIR
+    root = settings.runs_root
     runs = []
     for dataset in settings.datasets:
         for model in settings.models:
@@ -156,6 +162,25 @@ def plan_runs(settings: SweepSettings, plans: dict[str, DatasetPlan]) -> list[Ru
 # Fields a finished run must share with the sweep's plan to count as this sweep's run.
 MATCHED_FIELDS = ("data.dataset", "model.name", "training.seed", "training.epochs", "training.patience",
                   "batching.batch_size", "batching.max_batches", "batching.full_evaluation", "optim.lr")
+
+
+@contextlib.contextmanager
+def holding_runs(root: Path):
+    """Hold the runs directory while this sweep uses it: a second sweep on it at the same time
+    would take a run in progress for an interrupted one and redo it over its files. The lock
+    (``flock`` on ``root/.sweep.lock``) ends with the sweep, or with its process."""
+    import fcntl
+
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / LOCK_FILE, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{root} is in use by another sweep running now (it holds {root / LOCK_FILE}); "
+                             "wait for it to end, or give this one another --runs-dir or --output-dir") from None
+        except OSError:  # a file system without locks (some network mounts): go on unguarded
+            pass
+        yield
 
 
 def is_done(spec: RunSpec) -> bool:

@@ -4,11 +4,13 @@ well one ranking predicts another, with bootstrap intervals and the regret of th
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 
 import numpy as np
 
+from pgti.nn.baselines import BASELINE_MODELS
 from pgti.ranking.agreement import STATISTICS, average_ranks, bootstrap_interval, regret
 
 RANKING_COLUMNS = ("dataset", "budget", "model", "rank", "mean_test_mae", "std_test_mae", "seeds", "tied_with")
@@ -18,11 +20,20 @@ AGREEMENT_COLUMNS = (
     "kendall_tau", "kendall_tau_lo", "kendall_tau_hi", "spearman_rho", "spearman_rho_lo", "spearman_rho_hi",
     "picked_model", "best_model", "regret", "regret_rel", "agrees_better",
 )  # fmt: skip
-"""``comparison``: ``dataset_vs_reference`` (full ranking of ``dataset`` against the reference's)
-or ``quick_vs_full`` (``predictor`` of the quick runs against the dataset's own full test MAE);
+"""``comparison``: ``dataset_vs_reference`` (full ranking of ``dataset`` against the reference's),
+``quick_vs_full`` (``predictor`` of the quick runs against the dataset's own full test MAE) or
+``quick_vs_full_trained`` (the same over the models that train: the baselines, which a quick run
+cannot shorten, left out);
 ``*_lo``/``*_hi``: the bootstrap percentile interval over seeds; ``regret``: test MAE of the
 model the predictor picks minus the best model's (``regret_rel``: divided by the best's);
 ``agrees_better``: the quick predictor with the higher tau on that dataset."""
+
+QUICK_COMPARISONS = {
+    "quick_vs_full": lambda model: True,
+    # A baseline has no parameters: its quick run is its full run, so a short budget ranks it
+    # above models it would lose to. Without them: does the quick run order the trained models?
+    "quick_vs_full_trained": lambda model: model not in BASELINE_MODELS,
+}
 
 QUICK_PREDICTORS = {
     "quick_val_mae": "final_val_mae",  # the validation MAE at the end of the quick run
@@ -66,6 +77,8 @@ def ranking_rows(rows: list[dict], datasets, budgets, models) -> list[dict]:
 def _compare(models: list[str], x: dict[str, list[float]], y: dict[str, list[float]], *, resamples: int,
              seed: int) -> dict:
     row = {"models": len(models)}
+    if len(models) < 2:  # no order to agree on
+        return row
     for name, statistic in STATISTICS.items():
         interval = bootstrap_interval([x[m] for m in models], [y[m] for m in models], statistic,
                                       resamples=resamples, seed=seed)
@@ -86,19 +99,19 @@ def agreement_rows(rows: list[dict], datasets, reference: str, *, resamples: int
             out.append({"comparison": "dataset_vs_reference", "dataset": dataset, "against": reference,
                         "predictor": "full_test_mae",
                         **_compare(models, full[reference], full[dataset], resamples=resamples, seed=seed)})
-    for dataset in datasets:
+    for dataset, (comparison, keep) in itertools.product(datasets, QUICK_COMPARISONS.items()):
         quick_rows = []
         for predictor, column in QUICK_PREDICTORS.items():
             quick = seed_values(rows, "quick", column)[dataset]
-            models = sorted(set(quick) & set(full[dataset]))
-            row = {"comparison": "quick_vs_full", "dataset": dataset, "against": "full", "predictor": predictor,
+            models = sorted(m for m in set(quick) & set(full[dataset]) if keep(m))
+            row = {"comparison": comparison, "dataset": dataset, "against": "full", "predictor": predictor,
                    **_compare(models, quick, full[dataset], resamples=resamples, seed=seed)}
             if models:
                 pick = regret(models, [np.mean(quick[m]) for m in models], [np.mean(full[dataset][m]) for m in models])
                 row.update({"picked_model": pick.picked, "best_model": pick.best, "regret": pick.absolute,
                             "regret_rel": pick.relative})
             quick_rows.append(row)
-        taus = [r["kendall_tau"] if r["models"] and math.isfinite(r["kendall_tau"]) else -math.inf for r in quick_rows]
+        taus = [_finite(r.get("kendall_tau"), -math.inf) for r in quick_rows]
         if any(math.isfinite(t) for t in taus):
             for row, tau in zip(quick_rows, taus):
                 row["agrees_better"] = tau == max(taus)
@@ -106,11 +119,15 @@ def agreement_rows(rows: list[dict], datasets, reference: str, *, resamples: int
     return out
 
 
+def _finite(value, otherwise):
+    return value if value is not None and math.isfinite(value) else otherwise
+
+
 def summary_lines(agreement: list[dict], reference: str) -> list[str]:
     """The sweep's closing lines: each tau with its interval, and which quick predictor wins."""
 
     def tau(row):
-        if not row["models"] or not math.isfinite(row["kendall_tau"]):
+        if _finite(row.get("kendall_tau"), None) is None:
             return f"tau n/a ({row['models']} models)"
         return (f"tau {row['kendall_tau']:+.2f} [{row['kendall_tau_lo']:+.2f}, {row['kendall_tau_hi']:+.2f}], "
                 f"rho {row['spearman_rho']:+.2f} ({row['models']} models)")
@@ -120,10 +137,11 @@ def summary_lines(agreement: list[dict], reference: str) -> list[str]:
         if row["comparison"] == "dataset_vs_reference":
             lines.append(f"{row['dataset']} full vs {reference} full: {tau(row)}")
     for row in agreement:
-        if row["comparison"] == "quick_vs_full":
+        if row["comparison"] in QUICK_COMPARISONS:
             pick = ""
             if row.get("picked_model") is not None:
                 pick = f"; picks {row['picked_model']}, regret {row['regret']:.4g} ({row['regret_rel']:.1%})"
             better = " <- agrees better" if row.get("agrees_better") else ""
-            lines.append(f"{row['dataset']} {row['predictor']} vs full: {tau(row)}{pick}{better}")
+            among = " (trained models)" if row["comparison"] == "quick_vs_full_trained" else ""
+            lines.append(f"{row['dataset']} {row['predictor']} vs full{among}: {tau(row)}{pick}{better}")
     return lines

@@ -40,9 +40,11 @@ from pgti.bench.rss import PeakRss
 from pgti.bench.runner import GIB, Outcome, child_env, run_task
 from pgti.cli_util import run_cli
 from pgti.engine.metrics import TargetUnits
+from pgti.engine.session import fit_model
 from pgti.engine.trainer import Trainer
 from pgti.errors import InputError
-from pgti.nn import build_model, model_options, resolve_model
+from pgti.nn import build_model, model_list, model_options
+from pgti.nn.baselines import TrainingStatistics
 
 TARGET_SPEEDUP = 5.0  # pgt-dcrnn / dcrnn-cell, at least
 TARGET_S2S_COST = 2.0  # dcrnn-cell-s2s / dcrnn-cell, at most
@@ -159,9 +161,12 @@ def make_inputs(shape: StepShape, seed: int, device):
 
 
 def build(name: str, options: dict, shape: StepShape, edge_index, edge_weight, device, seed: int = 0):
+    """The model on ``device``; one that learns from training statistics gets flat ones (the
+    batches are random: there is no dataset to take them from)."""
     torch.manual_seed(seed)
-    return build_model(name, num_nodes=shape.nodes, num_features=shape.features, lags=shape.lags,
-                       edge_index=edge_index, edge_weight=edge_weight, **options).to(device)
+    model = build_model(name, num_nodes=shape.nodes, num_features=shape.features, lags=shape.lags,
+                        edge_index=edge_index, edge_weight=edge_weight, **options).to(device)
+    return fit_model(model, TrainingStatistics.flat(shape.nodes))
 
 
 def _warm_up(name: str, options: dict, shape: StepShape, device) -> None:
@@ -252,12 +257,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-d", "--debug", action="store_true", help="tracebacks on errors")
     args = parser.parse_args(argv)
-    args.names = [m.strip() for m in args.models.split(",") if m.strip()]
-    for name in args.names:  # a built-in name or package.module:ClassName
-        try:
-            resolve_model(name)
-        except InputError as exc:
-            raise InputError(f"--models: {exc}") from None
+    try:  # built-in names or package.module:ClassName
+        args.names = model_list(args.models)
+    except InputError as exc:
+        raise InputError(f"--models: {exc}") from None
     if args.device == "cuda" and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device available")
     if min(args.batch_size, args.lags, args.features, args.repeats) < 1 or args.warmup < 0:
