@@ -351,7 +351,8 @@ def test_bench_ddp_compares_the_bytes_dask_and_batch_shuffled_dask_index_move(re
 def test_bench_zoo_times_each_model_through_each_mode_and_against_pgt(capsys, tmp_path, cache):
     out = run_suite(zoo_suite, capsys, *TINY, "--dataset", "metr-la", "--batch-size", "8", "--batches", "3",
                     "--models", "linear,tgcn2,last-value,dcrnn-cell-s2s-ha", "--modes", "base,index,gpu-index",
-                    "--pgt-steps", "2", "--pgt-rounds", "1", "--out", str(tmp_path), "--cache-dir", str(cache))
+                    "--pgt-steps", "2", "--pgt-rounds", "1", "--min-pass-seconds", "0", "--out", str(tmp_path),
+                    "--cache-dir", str(cache))
     runs = read_csv(tmp_path / "zoo_runs.csv")
     models = ("linear", "tgcn2", "last-value", "dcrnn-cell-s2s-ha")
     assert [(r["model"], r["mode"]) for r in runs] == [(m, mode) for m in models
@@ -372,6 +373,16 @@ def test_bench_zoo_times_each_model_through_each_mode_and_against_pgt(capsys, tm
     assert "target tgcn2: our index path / PGT's materialising workflow, per step:" in out
     for png in ("zoo_step.png", "zoo_peak.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_zoo_gives_a_fast_model_more_batches_within_its_limits():
+    args = SimpleNamespace(min_pass_seconds=3.0, max_batches=50)
+    ok = {"status": "ok", "batches": 3}
+    assert zoo_suite._batches_for({**ok, "step_s": 2.0}, 3, args) == 3  # 6 s a pass: enough
+    assert zoo_suite._batches_for({**ok, "step_s": 0.25}, 3, args) == 12  # 3 s / 0.25 s
+    assert zoo_suite._batches_for({**ok, "step_s": 0.001}, 3, args) == 50  # capped by --max-batches
+    assert zoo_suite._batches_for({"status": "ok", "batches": 2, "step_s": 0.001}, 3, args) == 3  # split ran out
+    assert zoo_suite._batches_for({"status": "timeout"}, 3, args) == 3
 
 
 def test_bench_zoo_names_a_bad_model_or_mode_in_one_line(capsys):
