@@ -368,8 +368,9 @@ def test_bench_zoo_times_each_model_through_each_mode_and_against_pgt(capsys, tm
     assert "last-value (no parameters: forward only)" in (tmp_path / "zoo.md").read_text()
     pgt = read_csv(tmp_path / "zoo_pgt.csv")
     assert [r["model"] for r in pgt] == ["tgcn2"] and pgt[0]["status"] == "ok"
-    ours, theirs = ([float(v) for v in pgt[0][side].split()] for side in ("ours_all", "pgt_all"))
-    assert len(ours) == len(theirs) == 1 and float(pgt[0]["ratio"]) == pytest.approx(ours[0] / theirs[0], rel=1e-3)
+    ours, theirs = ([float(v) for v in pgt[0][side].split()] for side in ("ours_all", "pgt_all"))  # ms, rounded
+    assert len(ours) == len(theirs) == 1 and float(pgt[0]["ratio"]) == pytest.approx(ours[0] / theirs[0], rel=0.05)
+    assert float(pgt[0]["ratio_min"]) == float(pgt[0]["ratio"]) == float(pgt[0]["ratio_max"])  # one round
     assert "target tgcn2: our index path / PGT's materialising workflow, per step:" in out
     for png in ("zoo_step.png", "zoo_peak.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"

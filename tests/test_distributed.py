@@ -315,7 +315,10 @@ def test_ctrl_c_ends_with_one_line_and_status_130_keeping_csv_rows(data_dir, tmp
     cmd = [sys.executable, str(REPO / "ddp_testing" / "pems_ddp.py"), "--dataset", DATASET, "-m", "dask-index",
            "--data-dir", str(data_dir), "--output-dir", str(out), "-e", "50", "-bs", str(BATCH),
            "--max-batches", str(STEPS), "--model", MODEL, "-np", "2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # As a terminal starts it: SIGINT at its default. A test run started in the background (`&`
+    # in a script) ignores SIGINT, and a child would inherit that and never see the Ctrl-C.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     epochs_csv = out / "per_epoch_stats.csv"
     try:
         deadline = time.monotonic() + 180
